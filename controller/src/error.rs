@@ -8,18 +8,117 @@ pub enum Error {
     Runtime(#[from] pyexec_runtime::Error),
 
     #[error("{action} {path}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
-    #[error("environment variable {var} (named by --token-env) is not set")]
+    #[error("cannot encode JSON")]
+    Json(#[from] serde_json::Error),
+
+    #[error("{path}: {key}: {reason}", path = path.display())]
+    Config {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+
+    #[error("target {alias:?} is not in {path} (targets: {known})", path = path.display())]
+    UnknownTarget {
+        alias: String,
+        path: PathBuf,
+        known: String,
+    },
+
+    #[error("no targets: name one with --target, or add [targets.<alias>] to {path}", path = path.display())]
+    NoTargets { path: PathBuf },
+
+    #[error("repository {alias:?} is neither a URL nor in [repositories] (known: {known})")]
+    UnknownRepository { alias: String, known: String },
+
+    #[error("environment variable {var} (the repository's token) is not set")]
     TokenEnv { var: String },
 
-    #[error("cannot encode the result")]
-    Json(#[from] serde_json::Error),
+    #[error("{flag}: {reason}")]
+    Usage { flag: &'static str, reason: String },
+
+    #[error("no image to deploy: set [function].image_uri in pyexec.toml or pass --image-uri")]
+    NoImage,
+
+    #[error(
+        "cannot assume role {role_arn} of target {target} (check its trust policy and ExternalId)"
+    )]
+    AssumeRole {
+        target: String,
+        role_arn: String,
+        source: aws_credential_types::provider::error::CredentialsError,
+    },
+
+    #[error(
+        "Lambda cannot assume the execution role {role_arn}: {message} (it must exist and trust lambda.amazonaws.com; a new role can take a minute to propagate)"
+    )]
+    RoleNotAssumable { role_arn: String, message: String },
+
+    #[error("function {function} is being updated by someone else; try again when it is done")]
+    Conflict { function: String },
+
+    #[error("function {function} failed ({kind}{error_type}): {message}", error_type = if error_type.is_empty() { String::new() } else { format!(", {error_type}") })]
+    FunctionError {
+        function: String,
+        kind: String,
+        error_type: String,
+        message: String,
+    },
+
+    #[error(
+        "function {function} hit Lambda's timeout before answering: {message} (raise [function].timeout_seconds or lower the job's --timeout)"
+    )]
+    FunctionTimeout { function: String, message: String },
+
+    #[error("function {function} answered something that is not a result: {body}")]
+    BadResponse { function: String, body: String },
+
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
+
+    /// An SDK error with everything it knows (the SDK's own Display is terse).
+    pub(crate) fn aws<E: std::error::Error>(operation: &'static str, e: E) -> Error {
+        Error::Aws {
+            operation,
+            message: chain(&e),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg.push_str(": ");
+            msg.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    msg
 }

@@ -7,7 +7,10 @@ use pyexec_runtime::JobResult;
 /// A few lines for a person: status, exit, commit, timings, output, where.
 pub fn summary(result: &JobResult) -> String {
     let mut s = String::new();
-    let status = serde_json::to_value(result.execution_status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let status = serde_json::to_value(result.execution_status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let _ = write!(s, "{status}");
     if let Some(code) = result.exit_code {
         let _ = write!(s, "  exit {code}");
@@ -19,7 +22,11 @@ pub fn summary(result: &JobResult) -> String {
         let _ = write!(s, "  commit {}", &commit[..commit.len().min(12)]);
     }
     let t = &result.timings_ms;
-    let _ = writeln!(s, "  (clone {} ms, script {} ms, upload {} ms, total {} ms)", t.clone, t.script, t.upload, t.total);
+    let _ = writeln!(
+        s,
+        "  (clone {} ms, script {} ms, upload {} ms, total {} ms)",
+        t.clone, t.script, t.upload, t.total
+    );
     if let Some(e) = &result.error {
         let _ = writeln!(s, "error [{}]: {}", e.kind, e.message);
     }
@@ -40,6 +47,39 @@ pub fn summary(result: &JobResult) -> String {
     }
     for a in &result.artifacts {
         let _ = writeln!(s, "artifact: {} ({} bytes)", a.key, a.bytes);
+    }
+    s
+}
+
+/// The fan-out summary: one row per target.
+pub fn table(outcomes: &[crate::invoke::TargetOutcome]) -> String {
+    let mut s = format!(
+        "{:<16} {:<12} {:<10} {:>5} {:>9}  {}\n",
+        "TARGET", "ACCOUNT", "STATUS", "EXIT", "TOTAL_MS", "ERROR"
+    );
+    for o in outcomes {
+        let status = serde_json::to_value(o.status())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let (exit, total, error) = match &o.result {
+            Some(r) => (
+                r.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.timings_ms.total.to_string(),
+                r.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            ),
+            None => ("-".into(), "-".into(), o.error.clone().unwrap_or_default()),
+        };
+        let _ = writeln!(
+            s,
+            "{:<16} {:<12} {:<10} {:>5} {:>9}  {}",
+            o.target, o.account, status, exit, total, error
+        );
     }
     s
 }

@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// Environment variable that holds the Git token (never the token itself).
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
+    /// OpenSSH private key file, for ssh:// and git@host:path repositories.
+    #[arg(long, value_name = "FILE", requires = "known_hosts")]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the SSH server's host key.
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub known_hosts: Option<PathBuf>,
     /// Upload result.json, log.txt and artifacts to this S3 bucket.
     #[arg(long)]
     pub bucket: Option<String>,
@@ -57,16 +63,36 @@ impl RunArgs {
     /// job means the same wherever it runs.
     pub fn job(&self) -> Result<Job, Error> {
         let url = if Path::new(&self.repo).exists() {
-            std::fs::canonicalize(&self.repo).map_err(Error::io("cannot read", &self.repo))?.to_string_lossy().into_owned()
+            std::fs::canonicalize(&self.repo)
+                .map_err(Error::io("cannot read", &self.repo))?
+                .to_string_lossy()
+                .into_owned()
         } else {
             self.repo.clone()
         };
         let token = match &self.token_env {
-            Some(var) => Some(Secret::new(std::env::var(var).map_err(|_| Error::TokenEnv { var: var.clone() })?)),
+            Some(var) => Some(Secret::new(
+                std::env::var(var).map_err(|_| Error::TokenEnv { var: var.clone() })?,
+            )),
             None => None,
         };
+        let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(Error::io("cannot read", p));
+        let ssh_private_key = self
+            .ssh_key
+            .as_ref()
+            .map(read)
+            .transpose()?
+            .map(Secret::new);
+        let ssh_known_hosts = self.known_hosts.as_ref().map(read).transpose()?;
         Ok(Job {
-            repository: Repository { url, git_ref: self.git_ref.clone(), token, ..Repository::default() },
+            repository: Repository {
+                url,
+                git_ref: self.git_ref.clone(),
+                token,
+                ssh_private_key,
+                ssh_known_hosts,
+                ..Repository::default()
+            },
             script: self.script.clone(),
             args: pyexec_runtime::Args::List(self.args.clone()),
             env: self.env.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -84,18 +110,35 @@ pub struct RunOutcome {
 }
 
 /// Run the job locally; `request_id` names the run (and its output folder).
-pub async fn run(args: &RunArgs, request_id: String, progress: Progress) -> Result<RunOutcome, Error> {
+pub async fn run(
+    args: &RunArgs,
+    request_id: String,
+    progress: Progress,
+) -> Result<RunOutcome, Error> {
     let job = args.job()?;
-    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("pyexec-out").join(&request_id));
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("pyexec-out").join(&request_id));
     std::fs::create_dir_all(&out_dir).map_err(Error::io("cannot create", &out_dir))?;
     let log_path = out_dir.join("log.txt");
-    let log_file = std::fs::File::create(&log_path).map_err(Error::io("cannot create", &log_path))?;
+    let log_file =
+        std::fs::File::create(&log_path).map_err(Error::io("cannot create", &log_path))?;
     // The factory is called once per job; hand the file over the first time.
     let file = Arc::new(Mutex::new(Some(std::io::BufWriter::new(log_file))));
     let live_progress = progress.clone();
-    let live: pyexec_runtime::LiveLogFactory = Box::new(move |_inv| Box::new(TeeLog { progress: live_progress.clone(), file: file.lock().ok().and_then(|mut f| f.take()) }));
+    let live: pyexec_runtime::LiveLogFactory = Box::new(move |_inv| {
+        Box::new(TeeLog {
+            progress: live_progress.clone(),
+            file: file.lock().ok().and_then(|mut f| f.take()),
+        })
+    });
     let executor = Arc::new(Executor::new(Settings::local(), live)?);
-    let inv = Invocation { request_id, deadline: None, cancel: CancellationToken::new() };
+    let inv = Invocation {
+        request_id,
+        deadline: None,
+        cancel: CancellationToken::new(),
+    };
 
     let payload = serde_json::to_value(&job)?;
     let cancel = inv.cancel.clone();
@@ -119,6 +162,7 @@ pub async fn run(args: &RunArgs, request_id: String, progress: Progress) -> Resu
     ctrl_c.abort();
     progress.finish();
     let result_path = out_dir.join("result.json");
-    std::fs::write(&result_path, serde_json::to_vec_pretty(&result)?).map_err(Error::io("cannot write", &result_path))?;
+    std::fs::write(&result_path, serde_json::to_vec_pretty(&result)?)
+        .map_err(Error::io("cannot write", &result_path))?;
     Ok(RunOutcome { result, out_dir })
 }

@@ -2,10 +2,9 @@
 //! → result. Shared by the Lambda runtime and `pyexec run`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::{Capture, Captured, LiveLog};
@@ -41,7 +40,7 @@ pub struct Executor {
     s3: OnceCell<aws_sdk_s3::Client>,
     sweep: Option<DirSweep>,
     /// The progress of the current job, for a spinner.
-    phase: Mutex<&'static str>,
+    phase: watch::Sender<&'static str>,
 }
 
 impl Executor {
@@ -69,7 +68,7 @@ impl Executor {
             live,
             s3: OnceCell::new(),
             sweep,
-            phase: Mutex::new("starting"),
+            phase: watch::Sender::new("starting"),
         })
     }
 
@@ -78,14 +77,12 @@ impl Executor {
     }
 
     /// What the current job is doing ("cloning", "running", "uploading").
-    pub fn phase(&self) -> &'static str {
-        self.phase.lock().map(|p| *p).unwrap_or("running")
+    pub fn phases(&self) -> watch::Receiver<&'static str> {
+        self.phase.subscribe()
     }
 
     fn set_phase(&self, phase: &'static str) {
-        if let Ok(mut p) = self.phase.lock() {
-            *p = phase;
-        }
+        self.phase.send_replace(phase);
     }
 
     /// Run a job payload. Never fails: every problem is an `ERROR` result.
@@ -241,7 +238,9 @@ impl Executor {
         let captured = capture.finish().await;
 
         // Upload.
-        self.set_phase("uploading");
+        if s3.is_some() {
+            self.set_phase("uploading");
+        }
         let t = Instant::now();
         let mut upload_error = None;
         let mut log_key = None;

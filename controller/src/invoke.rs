@@ -1,0 +1,309 @@
+//! `pyexec invoke`: build the job, invoke the function synchronously in each
+//! target (concurrently, bounded), and gather the results.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_config::SdkConfig;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use clap::Args;
+use futures::stream::{self, StreamExt};
+use pyexec_runtime::{ExecutionStatus, Job, JobResult, Repository, Secret};
+use serde::Serialize;
+
+use crate::config::{Config, RepoConfig, ResolvedTarget};
+use crate::deploy::{self, DeployOptions, FunctionSpec, Plan};
+use crate::error::Error;
+use crate::{aws, run::parse_key_value};
+
+#[derive(Debug, Clone, Args)]
+pub struct InvokeArgs {
+    /// Target alias from pyexec.toml (repeat for several accounts).
+    #[arg(long = "target", required_unless_present = "all_targets")]
+    pub targets: Vec<String>,
+    /// Every target in pyexec.toml.
+    #[arg(long, conflicts_with = "targets")]
+    pub all_targets: bool,
+    /// Repository alias from pyexec.toml, or a URL.
+    #[arg(long)]
+    pub repo: String,
+    /// Branch, tag or full commit SHA.
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    /// Script path from the repository root.
+    #[arg(long)]
+    pub script: String,
+    /// Environment variable holding the Git token (for a URL given with --repo).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// S3 bucket for result.json, log.txt and artifacts (in the target account).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Time limit for the script, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// Fetch the complete log from S3 when the result only has its tail.
+    #[arg(long)]
+    pub full_log: bool,
+    /// Deploy first when the function is missing or out of date.
+    #[arg(long)]
+    pub deploy: bool,
+    /// Image for --deploy (default: [function].image_uri).
+    #[arg(long)]
+    pub image_uri: Option<String>,
+    /// Targets invoked at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// One target's outcome: a result, or why there is none.
+#[derive(Debug, Serialize)]
+pub struct TargetOutcome {
+    pub target: String,
+    pub account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TargetOutcome {
+    pub fn status(&self) -> ExecutionStatus {
+        self.result
+            .as_ref()
+            .map_or(ExecutionStatus::Error, |r| r.execution_status)
+    }
+}
+
+/// The job for these arguments: repository from the config or a URL, token
+/// from the environment, or a reference the runtime resolves.
+pub fn build_job(args: &InvokeArgs, config: &Config) -> Result<Job, Error> {
+    let repo = match config.repositories.get(&args.repo) {
+        Some(r) => r.clone(),
+        None if args.repo.contains("://") || args.repo.contains('@') => RepoConfig {
+            url: args.repo.clone(),
+            git_ref: None,
+            username: None,
+            token_env: args.token_env.clone(),
+            token_ssm: None,
+            token_secret: None,
+        },
+        None => {
+            return Err(Error::UnknownRepository {
+                alias: args.repo.clone(),
+                known: config
+                    .repositories
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    };
+    let token = match &repo.token_env {
+        Some(var) => Some(Secret::new(
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::TokenEnv { var: var.clone() })?,
+        )),
+        None => None,
+    };
+    let token_ref = repo
+        .token_ssm
+        .as_ref()
+        .map(|p| format!("ssm:{p}"))
+        .or_else(|| {
+            repo.token_secret
+                .as_ref()
+                .map(|s| format!("secretsmanager:{s}"))
+        });
+    let job = Job {
+        repository: Repository {
+            url: repo.url,
+            git_ref: args.git_ref.clone().or(repo.git_ref),
+            token,
+            token_ref,
+            username: repo.username,
+            ..Repository::default()
+        },
+        script: args.script.clone(),
+        args: pyexec_runtime::Args::List(args.args.clone()),
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        timeout_seconds: args.timeout,
+        s3_bucket: args.bucket.clone(),
+        s3_prefix: args.prefix.clone(),
+    };
+    // Catch what the runtime would refuse before any AWS call (not the host
+    // list: that is the function's to decide).
+    let mut settings = pyexec_runtime::Settings::local();
+    settings.allow_local = false;
+    job.validate(&settings)?;
+    Ok(job)
+}
+
+/// Invoke in every target, at most `concurrency` at once; one failing target
+/// does not stop the others.
+pub async fn invoke_all(
+    args: &InvokeArgs,
+    config: &Config,
+    config_path: &Path,
+    base: &SdkConfig,
+) -> Result<Vec<TargetOutcome>, Error> {
+    let job = build_job(args, config)?;
+    let aliases: Vec<String> = if args.all_targets {
+        config.targets.keys().cloned().collect()
+    } else {
+        args.targets.clone()
+    };
+    if aliases.is_empty() {
+        return Err(Error::NoTargets {
+            path: config_path.to_path_buf(),
+        });
+    }
+    let targets = aliases
+        .iter()
+        .map(|a| config.target(a, config_path))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.deploy {
+        // Checked before any call, so a missing image fails every target alike.
+        FunctionSpec::new(&config.function, &targets[0], args.image_uri.as_deref())?;
+    }
+    let outcomes = stream::iter(targets)
+        .map(|target| {
+            let job = &job;
+            async move {
+                let account = target.account_id.clone();
+                match invoke_target(args, config, base, &target, job).await {
+                    Ok(result) => TargetOutcome { target: target.alias, account, result: Some(result), error: None },
+                    Err(e) => {
+                        tracing::warn!(target = %target.alias, error = %crate::error::chain(&e), "target failed");
+                        TargetOutcome { target: target.alias, account, result: None, error: Some(crate::error::chain(&e)) }
+                    }
+                }
+            }
+        })
+        .buffered(args.concurrency as usize)
+        .collect::<Vec<_>>()
+        .await;
+    Ok(outcomes)
+}
+
+async fn invoke_target(
+    args: &InvokeArgs,
+    config: &Config,
+    base: &SdkConfig,
+    target: &ResolvedTarget,
+    job: &Job,
+) -> Result<JobResult, Error> {
+    let sdk = aws::target_config(base, target, "invoke").await?;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    if args.deploy {
+        let spec = FunctionSpec::new(&config.function, target, args.image_uri.as_deref())?;
+        let outcome =
+            deploy::deploy(&lambda, target, &spec, false, &DeployOptions::default()).await?;
+        if outcome.plan != Plan::NoChange {
+            tracing::info!(target = %target.alias, plan = %outcome.plan.describe(), "deployed");
+        }
+    }
+    let mut result = invoke(&lambda, &config.function.name, job).await?;
+    if args.full_log
+        && result.log_truncated
+        && let (Some(bucket), Some(key)) = (&result.bucket, &result.log_key)
+    {
+        {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(endpoint_set())
+                    .build(),
+            );
+            let obj = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:GetObject", e))?;
+            let body = obj
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::aws("s3:GetObject (body)", e))?;
+            result.log = String::from_utf8_lossy(&body.into_bytes()).into_owned();
+            result.log_truncated = false;
+        }
+    }
+    Ok(result)
+}
+
+fn endpoint_set() -> bool {
+    std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+}
+
+/// One synchronous invocation. A function error (the runtime crashed, or
+/// Lambda stopped it at its timeout) is an error, not a result.
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    job: &Job,
+) -> Result<JobResult, Error> {
+    let payload = serde_json::to_vec(job)?;
+    let out = client
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(Blob::new(payload))
+        .send()
+        .await
+        .map_err(|e| Error::aws("lambda:Invoke", e))?;
+    let body = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    if let Some(kind) = out.function_error() {
+        return Err(function_error(function, kind, &body));
+    }
+    serde_json::from_slice::<JobResult>(&body).map_err(|_| {
+        // RIE and Lambda both answer a timeout with a plain message.
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if text.contains("Task timed out") {
+            Error::FunctionTimeout {
+                function: function.to_owned(),
+                message: text,
+            }
+        } else {
+            Error::BadResponse {
+                function: function.to_owned(),
+                body: text.chars().take(500).collect(),
+            }
+        }
+    })
+}
+
+fn function_error(function: &str, kind: &str, body: &[u8]) -> Error {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = v["errorMessage"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
+    if message.contains("timed out") {
+        return Error::FunctionTimeout {
+            function: function.to_owned(),
+            message,
+        };
+    }
+    Error::FunctionError {
+        function: function.to_owned(),
+        kind: kind.to_owned(),
+        error_type: v["errorType"].as_str().unwrap_or_default().to_owned(),
+        message,
+    }
+}
