@@ -47,7 +47,7 @@ pub struct InvokeArgs {
     pub timeout: Option<u64>,
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// Fetch the complete log from S3 when the result only has its tail.
+    /// Replace the result's log tail with the complete log.txt from S3.
     #[arg(long)]
     pub full_log: bool,
     /// Deploy first when the function is missing or out of date.
@@ -215,30 +215,27 @@ async fn invoke_target(
     }
     let mut result = invoke(&lambda, &config.function.name, job).await?;
     if args.full_log
-        && result.log_truncated
         && let (Some(bucket), Some(key)) = (&result.bucket, &result.log_key)
     {
-        {
-            let s3 = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk)
-                    .force_path_style(endpoint_set())
-                    .build(),
-            );
-            let obj = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| Error::aws("s3:GetObject", e))?;
-            let body = obj
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::aws("s3:GetObject (body)", e))?;
-            result.log = String::from_utf8_lossy(&body.into_bytes()).into_owned();
-            result.log_truncated = false;
-        }
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(endpoint_set())
+                .build(),
+        );
+        let obj = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3:GetObject", e))?;
+        let body = obj
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::aws("s3:GetObject (body)", e))?;
+        result.log = String::from_utf8_lossy(&body.into_bytes()).into_owned();
+        result.log_truncated = false;
     }
     Ok(result)
 }
