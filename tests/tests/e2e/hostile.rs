@@ -1,0 +1,181 @@
+//! Hostile jobs under the real runtime (RIE, private /tmp as in Lambda):
+//! after each, no process, no file and no secret is left or leaked.
+
+use std::path::Path;
+
+use pyexec_tests::fixture::RepoBuilder;
+use pyexec_tests::procfs_util::proc_children_of;
+use serde_json::{Value, json};
+
+use crate::lambda::{BUCKET, Stack};
+use crate::util::*;
+
+const DAEMON: &str = r#"
+import os, sys
+keep_stdio = len(sys.argv) > 1
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.close(r)
+        os.write(w, str(os.getpid()).encode())
+        os.close(w)
+        if not keep_stdio:
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.execvp("sleep", ["sleep", "1000"])
+    os._exit(0)
+os.close(w)
+os.wait()
+print(int(os.read(r, 32)))
+"#;
+
+const FILL_TMP: &str = r#"
+import os
+with open("/tmp/fill.bin", "wb") as f:
+    for _ in range(100):
+        f.write(b"\0" * (1 << 20))
+os.makedirs("/tmp/nested/deep")
+open("/tmp/nested/deep/file", "w").write("x")
+os.chmod("/tmp/nested", 0o500)
+open(os.path.join(os.environ["TMPDIR"], "scratch"), "w").write("x")
+open(os.path.join(os.environ["HOME"], ".history"), "w").write("x")
+print("filled")
+"#;
+
+const LIST: &str = r#"
+import json, os
+print(json.dumps({"tmp": sorted(os.listdir("/tmp")), "home": sorted(os.listdir(os.environ["HOME"])), "tmpdir": sorted(os.listdir(os.environ["TMPDIR"]))}))
+"#;
+
+fn leak_script() -> String {
+    format!(
+        r#"
+import json, os
+TOKEN = "{TOKEN}"
+print("token:", TOKEN)
+env = [k for k, v in os.environ.items() if TOKEN in v]
+files = []
+for p in ["/proc/self/environ", "/proc/%d/environ" % os.getppid(), "/proc/%d/cmdline" % os.getppid()]:
+    try:
+        if TOKEN.encode() in open(p, "rb").read():
+            files.append(p)
+    except OSError:
+        pass
+for root, dirs, names in os.walk("."):
+    for n in names:
+        p = os.path.join(root, n)
+        if not os.path.islink(p) and TOKEN.encode() in open(p, "rb").read() and not p.endswith("leak.py") and "/objects/" not in p:
+            files.append(p)
+json.dump({{"env": env, "files": files, "echo": TOKEN, "has_runtime_api": "AWS_LAMBDA_RUNTIME_API" in os.environ}}, open(os.environ["PYEXEC_OUTPUT"], "w"))
+"#
+    )
+}
+
+fn hostile_repo(root: &Path) {
+    let mut repo = RepoBuilder::new(root, "hostile");
+    repo.file("daemon.py", DAEMON);
+    repo.file("fill_tmp.py", FILL_TMP);
+    repo.file("list.py", LIST);
+    repo.file("leak.py", &leak_script());
+    repo.symlink("passwd.py", "/etc/passwd");
+    repo.symlink("up.py", "../../../../etc/hostname");
+    repo.commit("hostile");
+}
+
+fn hostile(s: &Stack, script: &str, args: Value) -> Value {
+    json!({"repository": {"url": s.git.url("hostile"), "token": TOKEN}, "script": script, "args": args, "s3_bucket": BUCKET})
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn script_paths_cannot_leave_the_checkout() {
+    let s = Stack::start("hostile-paths", 60, &[], hostile_repo);
+    for (script, kind) in [
+        ("../etc/passwd", "script_outside_checkout"),
+        ("/etc/passwd", "script_not_found"),
+        ("/passwd.py", "script_outside_checkout"),
+        ("up.py", "script_outside_checkout"),
+        ("/.git/config", "script_outside_checkout"),
+    ] {
+        let v = s.expect(&hostile(&s, script, json!([])), "ERROR");
+        assert_eq!(v["error"]["kind"], kind, "{script}: {v:#}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(script),
+            "{script}: {v:#}"
+        );
+    }
+}
+
+#[test]
+fn daemons_are_killed_and_tmp_is_swept() {
+    let s = Stack::start("hostile-procs", 60, &[], hostile_repo);
+    for args in [json!([]), json!(["keep-stdio"])] {
+        let started = std::time::Instant::now();
+        let v = s.expect(&hostile(&s, "daemon.py", args.clone()), "SUCCEEDED");
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "a daemon holding stdout must not hold the job"
+        );
+        let pid = v["output"].as_u64().unwrap_or_else(|| panic!("{v:#}"));
+        assert!(!alive(pid), "daemon {pid} ({args}) survived the job");
+        let runtime = s.rie.runtime_pid().unwrap();
+        assert_eq!(
+            proc_children_of(runtime as _),
+            Vec::<u32>::new(),
+            "the runtime has no processes left"
+        );
+    }
+
+    let v = s.expect(&hostile(&s, "fill_tmp.py", json!([])), "SUCCEEDED");
+    assert_eq!(v["output"], "filled\n");
+    let v = s.expect(&hostile(&s, "list.py", json!([])), "SUCCEEDED");
+    let tmp: Vec<String> = serde_json::from_value(v["output"]["tmp"].clone()).unwrap();
+    assert_eq!(
+        tmp.len(),
+        1,
+        "only this job's own directory is in /tmp: {tmp:?}"
+    );
+    assert!(tmp[0].starts_with("pyexec-"), "{tmp:?}");
+    assert_eq!(v["output"]["home"], json!([]));
+    assert_eq!(v["output"]["tmpdir"], json!([]));
+}
+
+#[test]
+fn the_token_is_never_leaked() {
+    let s = Stack::start("hostile-token", 60, &[], hostile_repo);
+    let v = s.expect(&hostile(&s, "leak.py", json!([])), "SUCCEEDED");
+    assert_eq!(
+        v["output"]["env"],
+        json!([]),
+        "the token is not in the script's environment"
+    );
+    assert_eq!(
+        v["output"]["files"],
+        json!([]),
+        "the token is in no file the script can read"
+    );
+    assert_eq!(v["output"]["echo"], "***", "a printed token is redacted");
+    assert_eq!(v["output"]["has_runtime_api"], false);
+    assert!(v["log"].as_str().unwrap().contains("token: ***"), "{v:#}");
+    let text = v.to_string();
+    assert!(!text.contains(TOKEN));
+    for key in s.moto.list_keys(BUCKET, "") {
+        let body = s.moto.get_object(BUCKET, &key).unwrap();
+        assert!(
+            memchr_find(&body, TOKEN.as_bytes()).is_none(),
+            "token in s3://{BUCKET}/{key}"
+        );
+    }
+    assert!(!s.rie.logs().contains(TOKEN), "token in the function's log");
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,108 @@
+//! A temp dir and a `pyexec` command per test, with exit-code asserts, and
+//! the fixture repository every test clones.
+
+use std::path::Path;
+use std::process::Command;
+
+use pyexec_tests::fixture::RepoBuilder;
+use pyexec_tests::{TestDir, bin_path};
+use serde_json::Value;
+
+/// The token every authenticated server checks.
+pub const TOKEN: &str = "ghp_e2eTestTokenValue0123456789abcdef";
+/// What the runtime sends with a token to a host that is not a known forge.
+pub const USER: &str = "git";
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Assert the exit code and the execution status, and return the result.
+    pub fn expect(&self, code: i32, status: &str) -> Value {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let v = self.json();
+        assert_eq!(v["execution_status"], status, "{v:#}");
+        v
+    }
+}
+
+/// `pyexec --json <args>` in `dir`, with `env` added to a clean environment.
+pub fn pyexec(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(bin_path("pyexec"))
+        .arg("--json")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run pyexec");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Shas of the fixture repository's interesting commits.
+pub struct Fixture {
+    pub main: String,
+    pub feature: String,
+    pub tagged: String,
+}
+
+/// The repository `ops.git` under `root`: `main` (two commits, the first
+/// tagged `v1`) and a `feature` branch, with the scripts the tests run.
+pub fn ops_repo(root: &Path) -> Fixture {
+    let mut repo = RepoBuilder::new(root, "ops");
+    repo.file(
+        "jobs/hello.py",
+        "import sys\nprint('hello from', sys.argv[1:])\nprint('to stderr', file=sys.stderr)\n",
+    );
+    repo.file("version.py", "print('v1')\n");
+    let tagged = repo.commit("first");
+    repo.tag("v1");
+    repo.file("version.py", "print('v2')\n");
+    repo.file(
+        "jobs/exit3.py",
+        "import sys\nprint('failing')\nsys.exit(3)\n",
+    );
+    repo.file("jobs/output.py", "import json, os\nopen(os.environ['PYEXEC_OUTPUT'], 'w').write(json.dumps({'deleted': 3}))\nprint('not the output')\n");
+    repo.file("jobs/json_stdout.py", "print('{\"a\": [1, 2]}')\n");
+    repo.file("jobs/sleep.py", "import time, sys\nprint('sleeping', flush=True)\ntime.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 1000)\n");
+    repo.file(
+        "jobs/env.py",
+        "import json, os\nprint(json.dumps(dict(os.environ)))\n",
+    );
+    repo.file("jobs/big.py", "import sys\nchunk = ('x' * 1023 + '\\n') * 1024\nfor i in range(int(sys.argv[1])):\n    sys.stdout.write(chunk)\nprint('last line')\n");
+    let main = repo.commit("second");
+    repo.branch("feature");
+    repo.file("version.py", "print('feature')\n");
+    let feature = repo.commit("feature");
+    Fixture {
+        main,
+        feature,
+        tagged,
+    }
+}
+
+pub fn test_dir(name: &str) -> TestDir {
+    TestDir::new(name)
+}
