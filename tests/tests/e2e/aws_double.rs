@@ -45,7 +45,10 @@ impl AwsDouble {
     pub fn start(behaviour: Behaviour) -> AwsDouble {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State { behaviour, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            behaviour,
+            ..State::default()
+        }));
         let shared = state.clone();
         // Serves until the test process ends; every test starts its own.
         std::thread::spawn(move || {
@@ -82,7 +85,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             return;
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
@@ -95,13 +101,23 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
             }
         }
-        let len = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         reader.read_exact(&mut body).unwrap();
         let (status, extra, reply) = route(state, &method, &path, &headers, &body);
         let mut out = &stream;
-        let head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{extra}\r\n", reply.len());
-        if out.write_all(head.as_bytes()).and_then(|_| out.write_all(&reply)).is_err() {
+        let head = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{extra}\r\n",
+            reply.len()
+        );
+        if out
+            .write_all(head.as_bytes())
+            .and_then(|_| out.write_all(&reply))
+            .is_err()
+        {
             return;
         }
     }
@@ -110,23 +126,54 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
 /// The account of the caller: the double's own access keys end in it.
 fn account(headers: &HashMap<String, String>) -> String {
     let auth = headers.get("authorization").cloned().unwrap_or_default();
-    let key = auth.split("Credential=").nth(1).and_then(|c| c.split('/').next()).unwrap_or_default();
-    key.strip_prefix("ASIA").unwrap_or("000000000000").to_owned()
+    let key = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default();
+    key.strip_prefix("ASIA")
+        .unwrap_or("000000000000")
+        .to_owned()
 }
 
 fn error(status: u16, kind: &str, message: &str) -> (u16, String, Vec<u8>) {
-    (status, format!("x-amzn-errortype: {kind}\r\ncontent-type: application/json\r\n"), json!({"Type": "User", "message": message}).to_string().into_bytes())
+    (
+        status,
+        format!("x-amzn-errortype: {kind}\r\ncontent-type: application/json\r\n"),
+        json!({"Type": "User", "message": message})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 fn ok_json(status: u16, v: &Value) -> (u16, String, Vec<u8>) {
-    (status, "content-type: application/json\r\n".into(), v.to_string().into_bytes())
+    (
+        status,
+        "content-type: application/json\r\n".into(),
+        v.to_string().into_bytes(),
+    )
 }
 
-fn route(state: &Mutex<State>, method: &str, path: &str, headers: &HashMap<String, String>, body: &[u8]) -> (u16, String, Vec<u8>) {
+fn route(
+    state: &Mutex<State>,
+    method: &str,
+    path: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = state.lock().unwrap();
-    s.requests.push(format!("{method} {}", path.split('?').next().unwrap_or(path)));
+    s.requests.push(format!(
+        "{method} {}",
+        path.split('?').next().unwrap_or(path)
+    ));
     let acct = account(headers);
-    let segments: Vec<&str> = path.split('?').next().unwrap_or("").trim_matches('/').split('/').collect();
+    let segments: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+        .split('/')
+        .collect();
     match (method, segments.as_slice()) {
         ("POST", [""]) => assume_role(&mut s, body),
         ("GET", ["2015-03-31", "functions", _name]) => {
@@ -160,7 +207,11 @@ fn route(state: &Mutex<State>, method: &str, path: &str, headers: &HashMap<Strin
         ("PUT", ["2015-03-31", "functions", _name, what]) => {
             if *what == "configuration" && s.behaviour.conflicts > 0 {
                 s.behaviour.conflicts -= 1;
-                return error(409, "ResourceConflictException", "The operation cannot be performed at this time. An update is in progress for resource");
+                return error(
+                    409,
+                    "ResourceConflictException",
+                    "The operation cannot be performed at this time. An update is in progress for resource",
+                );
             }
             let req: Value = serde_json::from_slice(body).unwrap_or_default();
             let pending = s.behaviour.pending_polls;
@@ -173,7 +224,8 @@ fn route(state: &Mutex<State>, method: &str, path: &str, headers: &HashMap<Strin
                 for k in ["Role", "MemorySize", "Timeout", "EphemeralStorage"] {
                     f["Configuration"][k] = req[k].clone();
                 }
-                f["Configuration"]["Environment"] = json!({"Variables": req["Environment"]["Variables"]});
+                f["Configuration"]["Environment"] =
+                    json!({"Variables": req["Environment"]["Variables"]});
             }
             let c = f["Configuration"].clone();
             s.polls_left = pending;
@@ -186,7 +238,11 @@ fn route(state: &Mutex<State>, method: &str, path: &str, headers: &HashMap<Strin
             }
             if s.behaviour.failing_accounts.contains(&acct) {
                 let body = json!({"errorMessage": "boom in the runtime", "errorType": "Runtime.ExitError"});
-                return (200, "x-amz-function-error: Unhandled\r\ncontent-type: application/json\r\n".into(), body.to_string().into_bytes());
+                return (
+                    200,
+                    "x-amz-function-error: Unhandled\r\ncontent-type: application/json\r\n".into(),
+                    body.to_string().into_bytes(),
+                );
             }
             let result = json!({
                 "execution_status": "SUCCEEDED", "exit_code": 0, "output": {"account": acct}, "log": "ran\n", "log_truncated": false,
@@ -195,7 +251,11 @@ fn route(state: &Mutex<State>, method: &str, path: &str, headers: &HashMap<Strin
             });
             ok_json(200, &result)
         }
-        _ => error(400, "InvalidRequestException", &format!("the double does not know {method} {path}")),
+        _ => error(
+            400,
+            "InvalidRequestException",
+            &format!("the double does not know {method} {path}"),
+        ),
     }
 }
 
@@ -228,7 +288,9 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 if let Some(b) = hex {
                     out.push(b);
                     i += 2;

@@ -94,17 +94,45 @@ fn bad_config_gives_one_line_errors() {
     let no_role = write("norole.toml", "[targets.a]\nregion = \"us-east-1\"\n");
     let good = write("good.toml", CONFIG);
     let cases: [(&str, Vec<&str>, &str); 5] = [
-        (missing.to_str().unwrap(), vec!["deploy", "--target", "a"], "cannot read config file"),
-        (&unknown, vec!["deploy", "--target", "a"], "unknown field `memory`"),
-        (&no_role, vec!["deploy", "--target", "a"], "targets.a.role_arn: is missing"),
-        (&good, vec!["invoke", "--target", "zz", "--repo", "ops", "--script", "/x.py"], "target \"zz\" is not in"),
-        (&good, vec!["invoke", "--target", "a", "--repo", "ops", "--script", "/x.py"], "OPS_TOKEN"),
+        (
+            missing.to_str().unwrap(),
+            vec!["deploy", "--target", "a"],
+            "cannot read config file",
+        ),
+        (
+            &unknown,
+            vec!["deploy", "--target", "a"],
+            "unknown field `memory`",
+        ),
+        (
+            &no_role,
+            vec!["deploy", "--target", "a"],
+            "targets.a.role_arn: is missing",
+        ),
+        (
+            &good,
+            vec![
+                "invoke", "--target", "zz", "--repo", "ops", "--script", "/x.py",
+            ],
+            "target \"zz\" is not in",
+        ),
+        (
+            &good,
+            vec![
+                "invoke", "--target", "a", "--repo", "ops", "--script", "/x.py",
+            ],
+            "OPS_TOKEN",
+        ),
     ];
     for (file, args, needle) in cases {
         let mut all = vec!["--config", file];
         all.extend(args);
         // No AWS endpoint at all: every one of these must fail before a call.
-        let r = pyexec(t.path(), &all, &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]);
+        let r = pyexec(
+            t.path(),
+            &all,
+            &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+        );
         assert_eq!(r.code, 2, "{all:?}: {}", r.stderr);
         let line = r.stderr.trim();
         assert!(line.contains(needle), "{all:?}: {line}");
@@ -112,9 +140,17 @@ fn bad_config_gives_one_line_errors() {
     }
     // Lambda's bounds, with the bound in the message.
     let low = write("low.toml", "[function]\nmemory_mb = 64\n");
-    let r = pyexec(t.path(), &["--config", &low, "deploy", "--target", "a"], &[]);
+    let r = pyexec(
+        t.path(),
+        &["--config", &low, "deploy", "--target", "a"],
+        &[],
+    );
     assert!(r.stderr.contains("128-10240"), "{}", r.stderr);
-    let r = pyexec(t.path(), &["policies", "--host-account", "123", "--external-id", "abc"], &[]);
+    let r = pyexec(
+        t.path(),
+        &["policies", "--host-account", "123", "--external-id", "abc"],
+        &[],
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("12 digits"), "{}", r.stderr);
 }
@@ -123,13 +159,32 @@ fn bad_config_gives_one_line_errors() {
 fn policies_are_filled_in() {
     let t = test_dir("policies");
     let out = t.path().join("docs");
-    let r = pyexec(t.path(), &["policies", "--host-account", "123456789012", "--external-id", "ext-42", "--out", out.to_str().unwrap()], &[]);
+    let r = pyexec(
+        t.path(),
+        &[
+            "policies",
+            "--host-account",
+            "123456789012",
+            "--external-id",
+            "ext-42",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.json();
-    assert_eq!(v["trust_policy"]["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"], "ext-42");
-    let trust: Value = serde_json::from_slice(&std::fs::read(out.join("trust-policy.json")).unwrap()).unwrap();
+    assert_eq!(
+        v["trust_policy"]["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        "ext-42"
+    );
+    let trust: Value =
+        serde_json::from_slice(&std::fs::read(out.join("trust-policy.json")).unwrap()).unwrap();
     assert_eq!(trust, v["trust_policy"]);
-    assert!(out.join("PassRoleToLambdaServiceForTargetAccount.json").exists());
+    assert!(
+        out.join("PassRoleToLambdaServiceForTargetAccount.json")
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,9 +207,18 @@ impl Intercept for Calls {
     fn name(&self) -> &'static str {
         "Calls"
     }
-    fn read_before_transmit(&self, ctx: &BeforeTransmitInterceptorContextRef<'_>, _: &RuntimeComponents, _: &mut ConfigBag) -> Result<(), aws_sdk_lambda::error::BoxError> {
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_lambda::error::BoxError> {
         let req = ctx.request();
-        self.0.lock().unwrap().push(format!("{} {}", req.method(), req.uri().split('?').next().unwrap_or_default()));
+        self.0.lock().unwrap().push(format!(
+            "{} {}",
+            req.method(),
+            req.uri().split('?').next().unwrap_or_default()
+        ));
         Ok(())
     }
 }
@@ -173,40 +237,106 @@ async fn deploy_creates_updates_and_skips_against_moto() {
     let target = config.target("a", &path).unwrap();
     let sdk = aws::target_config(&base, &target, "deploy").await.unwrap();
     let calls = Calls::default();
-    let lambda = aws_sdk_lambda::Client::from_conf(aws_sdk_lambda::config::Builder::from(&sdk).interceptor(calls.clone()).build());
-    let fast = DeployOptions { wait: std::time::Duration::from_secs(30), iam_retry: ExponentialBuilder::default().with_min_delay(std::time::Duration::from_millis(10)).with_max_times(2) };
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let fast = DeployOptions {
+        wait: std::time::Duration::from_secs(30),
+        iam_retry: ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(10))
+            .with_max_times(2),
+    };
     let mut spec = FunctionSpec::new(&config.function, &target, None).unwrap();
 
     // The execution role does not exist yet: a clear error after bounded retries.
-    let e = deploy::deploy(&lambda, &target, &spec, false, &fast).await.unwrap_err().to_string();
-    assert!(e.contains("cannot assume the execution role") && e.contains("PyexecAssumeRole"), "{e}");
-    assert_eq!(calls.take().iter().filter(|c| c.starts_with("POST")).count(), 3, "one try and two retries");
+    let e = deploy::deploy(&lambda, &target, &spec, false, &fast)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot assume the execution role") && e.contains("PyexecAssumeRole"),
+        "{e}"
+    );
+    assert_eq!(
+        calls
+            .take()
+            .iter()
+            .filter(|c| c.starts_with("POST"))
+            .count(),
+        3,
+        "one try and two retries"
+    );
 
     let iam = aws_sdk_iam::Client::new(&sdk);
     let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
-    iam.create_role().role_name("PyexecAssumeRole").assume_role_policy_document(trust.to_string()).send().await.unwrap();
+    iam.create_role()
+        .role_name("PyexecAssumeRole")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
 
-    let dry = deploy::deploy(&lambda, &target, &spec, true, &fast).await.unwrap();
+    let dry = deploy::deploy(&lambda, &target, &spec, true, &fast)
+        .await
+        .unwrap();
     assert_eq!(dry.plan, Plan::Create);
-    assert!(calls.take().iter().all(|c| c.starts_with("GET")), "a dry run only reads");
+    assert!(
+        calls.take().iter().all(|c| c.starts_with("GET")),
+        "a dry run only reads"
+    );
 
-    let created = deploy::deploy(&lambda, &target, &spec, false, &fast).await.unwrap();
+    let created = deploy::deploy(&lambda, &target, &spec, false, &fast)
+        .await
+        .unwrap();
     assert_eq!(created.plan, Plan::Create);
-    assert!(created.function_arn.unwrap().contains(":111111111111:"), "created in the target account");
-    let writes: Vec<String> = calls.take().into_iter().filter(|c| !c.starts_with("GET")).collect();
+    assert!(
+        created.function_arn.unwrap().contains(":111111111111:"),
+        "created in the target account"
+    );
+    let writes: Vec<String> = calls
+        .take()
+        .into_iter()
+        .filter(|c| !c.starts_with("GET"))
+        .collect();
     assert_eq!(writes, vec!["POST /2015-03-31/functions"]);
 
-    let same = deploy::deploy(&lambda, &target, &spec, false, &fast).await.unwrap();
+    let same = deploy::deploy(&lambda, &target, &spec, false, &fast)
+        .await
+        .unwrap();
     assert_eq!(same.plan, Plan::NoChange);
-    assert_eq!(calls.take(), vec!["GET /2015-03-31/functions/pyexec"], "nothing changed: one read, no update call");
+    assert_eq!(
+        calls.take(),
+        vec!["GET /2015-03-31/functions/pyexec"],
+        "nothing changed: one read, no update call"
+    );
 
     spec.image_uri = "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2".into();
     spec.memory_mb = 2048;
     spec.environment.insert("LOG_LEVEL".into(), "debug".into());
-    let updated = deploy::deploy(&lambda, &target, &spec, false, &fast).await.unwrap();
-    assert_eq!(updated.plan, Plan::Update { code: true, configuration: vec!["memory", "environment"] });
-    let writes: Vec<String> = calls.take().into_iter().filter(|c| !c.starts_with("GET")).collect();
-    assert_eq!(writes, vec!["PUT /2015-03-31/functions/pyexec/configuration", "PUT /2015-03-31/functions/pyexec/code"]);
+    let updated = deploy::deploy(&lambda, &target, &spec, false, &fast)
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.plan,
+        Plan::Update {
+            code: true,
+            configuration: vec!["memory", "environment"]
+        }
+    );
+    let writes: Vec<String> = calls
+        .take()
+        .into_iter()
+        .filter(|c| !c.starts_with("GET"))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "PUT /2015-03-31/functions/pyexec/configuration",
+            "PUT /2015-03-31/functions/pyexec/code"
+        ]
+    );
     assert_eq!(deploy::plan(&lambda, &spec).await.unwrap(), Plan::NoChange);
 }
 
@@ -215,7 +345,10 @@ fn deploy_waits_through_pending_and_conflicts() {
     let t = test_dir("deploy-double");
     let cfg = t.path().join("pyexec.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let double = AwsDouble::start(Behaviour { pending_polls: 2, ..Behaviour::default() });
+    let double = AwsDouble::start(Behaviour {
+        pending_polls: 2,
+        ..Behaviour::default()
+    });
     let env = aws_env(&double.endpoint);
     let deploy = |extra: &[&str]| {
         let mut args = vec!["deploy", "--target", "a"];
@@ -227,66 +360,200 @@ fn deploy_waits_through_pending_and_conflicts() {
 
     let v = deploy(&["--dry-run"]);
     assert_eq!(v["outcome"]["plan"]["action"], "create");
-    assert!(!double.requests().iter().any(|r| r.starts_with("POST /2015") || r.starts_with("PUT")), "a dry run changes nothing");
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("POST /2015") || r.starts_with("PUT")),
+        "a dry run changes nothing"
+    );
     double.clear_requests();
 
     let v = deploy(&[]);
     assert_eq!(v["outcome"]["plan"]["action"], "create");
     let reqs = double.requests();
-    assert!(reqs.iter().filter(|r| r.starts_with("GET /2015-03-31/functions/pyexec")).count() >= 3, "waited through Pending: {reqs:?}");
+    assert!(
+        reqs.iter()
+            .filter(|r| r.starts_with("GET /2015-03-31/functions/pyexec"))
+            .count()
+            >= 3,
+        "waited through Pending: {reqs:?}"
+    );
     let sts = double.assume_roles();
-    assert_eq!(sts[0]["ExternalId"], "ext-a", "AssumeRole carries the target's ExternalId");
-    assert!(sts[0]["RoleSessionName"].starts_with("pyexec-deploy"), "{:?}", sts[0]);
+    assert_eq!(
+        sts[0]["ExternalId"], "ext-a",
+        "AssumeRole carries the target's ExternalId"
+    );
+    assert!(
+        sts[0]["RoleSessionName"].starts_with("pyexec-deploy"),
+        "{:?}",
+        sts[0]
+    );
 
     // Another update is in progress: wait for it, then update.
-    double.set(Behaviour { pending_polls: 1, conflicts: 1, ..Behaviour::default() });
+    double.set(Behaviour {
+        pending_polls: 1,
+        conflicts: 1,
+        ..Behaviour::default()
+    });
     double.clear_requests();
-    let v = deploy(&["--image-uri", "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2"]);
-    assert_eq!(v["outcome"]["plan"], json!({"action": "update", "code": true, "configuration": []}));
-    let puts: Vec<String> = double.requests().into_iter().filter(|r| r.starts_with("PUT")).collect();
+    let v = deploy(&[
+        "--image-uri",
+        "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
+    ]);
+    assert_eq!(
+        v["outcome"]["plan"],
+        json!({"action": "update", "code": true, "configuration": []})
+    );
+    let puts: Vec<String> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT"))
+        .collect();
     assert_eq!(puts, vec!["PUT /2015-03-31/functions/pyexec/code"]);
 
-    double.set(Behaviour { conflicts: 1, ..Behaviour::default() });
+    double.set(Behaviour {
+        conflicts: 1,
+        ..Behaviour::default()
+    });
     let cfg2 = t.path().join("more-memory.toml");
-    std::fs::write(&cfg2, CONFIG.replace("memory_mb = 1024", "memory_mb = 2048")).unwrap();
+    std::fs::write(
+        &cfg2,
+        CONFIG.replace("memory_mb = 1024", "memory_mb = 2048"),
+    )
+    .unwrap();
     double.clear_requests();
-    let r = run_cli(t.path(), &["--config", cfg2.to_str().unwrap(), "deploy", "--target", "a", "--image-uri", "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2"], &env);
+    let r = run_cli(
+        t.path(),
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "deploy",
+            "--target",
+            "a",
+            "--image-uri",
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
+        ],
+        &env,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let puts: Vec<String> = double.requests().into_iter().filter(|r| r.starts_with("PUT")).collect();
-    assert_eq!(puts, vec!["PUT /2015-03-31/functions/pyexec/configuration"; 2], "refused once (ResourceConflictException), then done");
+    let puts: Vec<String> = double
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT"))
+        .collect();
+    assert_eq!(
+        puts,
+        vec!["PUT /2015-03-31/functions/pyexec/configuration"; 2],
+        "refused once (ResourceConflictException), then done"
+    );
 
     double.clear_requests();
-    let r = run_cli(t.path(), &["--config", cfg2.to_str().unwrap(), "deploy", "--target", "a", "--image-uri", "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2"], &env);
+    let r = run_cli(
+        t.path(),
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "deploy",
+            "--target",
+            "a",
+            "--image-uri",
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
+        ],
+        &env,
+    );
     assert_eq!(r.json()["outcome"]["plan"]["action"], "no_change");
-    assert!(double.requests().iter().all(|r| !r.starts_with("PUT") && !r.starts_with("POST /2015")), "no update call");
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|r| !r.starts_with("PUT") && !r.starts_with("POST /2015")),
+        "no update call"
+    );
 }
 
 #[test]
 fn fan_out_with_a_failing_target_and_throttling() {
     let t = test_dir("fanout");
     std::fs::write(t.path().join("pyexec.toml"), CONFIG).unwrap();
-    let double = AwsDouble::start(Behaviour { throttles: 1, failing_accounts: vec!["333333333333".into()], ..Behaviour::default() });
+    let double = AwsDouble::start(Behaviour {
+        throttles: 1,
+        failing_accounts: vec!["333333333333".into()],
+        ..Behaviour::default()
+    });
     let mut env = aws_env(&double.endpoint);
     // Throttling is retried by the SDK's standard retry policy.
     env.retain(|(k, _)| *k != "AWS_MAX_ATTEMPTS");
-    let args = ["invoke", "--target", "a", "--target", "b", "--target", "c", "--repo", "ops", "--script", "/x.py"];
+    let args = [
+        "invoke", "--target", "a", "--target", "b", "--target", "c", "--repo", "ops", "--script",
+        "/x.py",
+    ];
     let r = run_cli(t.path(), &args, &env);
     assert_eq!(r.code, 2, "the worst status wins: {}", r.stderr);
     let v = r.json();
-    let by_target: Vec<(String, String)> = v.as_array().unwrap().iter().map(|o| (o["target"].as_str().unwrap().to_owned(), o["result"]["execution_status"].as_str().unwrap_or("ERROR").to_owned())).collect();
-    assert_eq!(by_target, vec![("a".into(), "SUCCEEDED".into()), ("b".into(), "SUCCEEDED".into()), ("c".into(), "ERROR".into())]);
-    assert_eq!(v[1]["result"]["output"]["account"], "222222222222", "each target runs in its own account");
-    assert!(v[2]["error"].as_str().unwrap().contains("boom in the runtime"), "{v:#}");
+    let by_target: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["target"].as_str().unwrap().to_owned(),
+                o["result"]["execution_status"]
+                    .as_str()
+                    .unwrap_or("ERROR")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_target,
+        vec![
+            ("a".into(), "SUCCEEDED".into()),
+            ("b".into(), "SUCCEEDED".into()),
+            ("c".into(), "ERROR".into())
+        ]
+    );
+    assert_eq!(
+        v[1]["result"]["output"]["account"], "222222222222",
+        "each target runs in its own account"
+    );
+    assert!(
+        v[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("boom in the runtime"),
+        "{v:#}"
+    );
 
     // Text: a summary table.
-    let text = std::process::Command::new(pyexec_tests::bin_path("pyexec")).args(&args).current_dir(t.path()).env_clear().envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+    let text = std::process::Command::new(pyexec_tests::bin_path("pyexec"))
+        .args(&args)
+        .current_dir(t.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&text.stdout);
-    assert!(out.contains("TARGET") && out.contains("333333333333") && out.contains("Runtime.ExitError"), "{out}");
+    assert!(
+        out.contains("TARGET") && out.contains("333333333333") && out.contains("Runtime.ExitError"),
+        "{out}"
+    );
 
     // One failing target alone: a one-line error and exit 2.
-    let r = run_cli(t.path(), &["invoke", "--target", "c", "--repo", "ops", "--script", "/x.py"], &env);
+    let r = run_cli(
+        t.path(),
+        &[
+            "invoke", "--target", "c", "--repo", "ops", "--script", "/x.py",
+        ],
+        &env,
+    );
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("function pyexec failed (Unhandled, Runtime.ExitError): boom in the runtime"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("function pyexec failed (Unhandled, Runtime.ExitError): boom in the runtime"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -295,16 +562,45 @@ fn invoke_through_rie_with_full_log_from_s3() {
     // bootstrap under RIE (whose function is always called "function").
     let s = Stack::start("invoke-rie", 120, &[], |_| {});
     let cfg = s.dir.path().join("pyexec.toml");
-    std::fs::write(&cfg, CONFIG.replace("name = \"pyexec\"", "name = \"function\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        CONFIG.replace("name = \"pyexec\"", "name = \"function\""),
+    )
+    .unwrap();
     let mut env = aws_env(&s.moto.endpoint());
     env.push(("AWS_ENDPOINT_URL_LAMBDA", s.rie.endpoint()));
     env.push(("GIT_TOKEN", TOKEN.into()));
     let url = s.git.url("ops");
-    let r = run_cli(s.dir.path(), &["invoke", "--target", "a", "--repo", &url, "--token-env", "GIT_TOKEN", "--ref", "main", "--script", "/jobs/big.py", "--bucket", BUCKET, "--full-log", "--", "1"], &env);
+    let r = run_cli(
+        s.dir.path(),
+        &[
+            "invoke",
+            "--target",
+            "a",
+            "--repo",
+            &url,
+            "--token-env",
+            "GIT_TOKEN",
+            "--ref",
+            "main",
+            "--script",
+            "/jobs/big.py",
+            "--bucket",
+            BUCKET,
+            "--full-log",
+            "--",
+            "1",
+        ],
+        &env,
+    );
     let v = r.expect(0, "SUCCEEDED");
     let log = v["log"].as_str().unwrap();
     assert_eq!(v["log_truncated"], false);
-    assert!(log.len() > 1 << 20 && log.ends_with("last line\n"), "the complete 1 MiB log came from S3 ({} bytes)", log.len());
+    assert!(
+        log.len() > 1 << 20 && log.ends_with("last line\n"),
+        "the complete 1 MiB log came from S3 ({} bytes)",
+        log.len()
+    );
     assert_eq!(v["commit"], s.fixture.main.as_str());
     assert!(!r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN));
 }
