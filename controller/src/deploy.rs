@@ -114,17 +114,26 @@ impl Default for DeployOptions {
 
 /// Compare the live function with the spec.
 pub async fn plan(client: &Client, spec: &FunctionSpec) -> Result<Plan, Error> {
+    Ok(inspect(client, spec).await?.0)
+}
+
+/// The plan, and the live function's ARN when it exists.
+async fn inspect(client: &Client, spec: &FunctionSpec) -> Result<(Plan, Option<String>), Error> {
     let live = match client.get_function().function_name(&spec.name).send().await {
         Ok(out) => out,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            return Ok(Plan::Create);
+            return Ok((Plan::Create, None));
         }
         Err(e) => return Err(Error::aws("lambda:GetFunction", e)),
     };
-    Ok(diff(spec, &live))
+    let arn = live
+        .configuration()
+        .and_then(|c| c.function_arn())
+        .map(str::to_owned);
+    Ok((diff(spec, &live), arn))
 }
 
 fn diff(spec: &FunctionSpec, live: &GetFunctionOutput) -> Plan {
@@ -179,12 +188,12 @@ pub async fn deploy(
     dry_run: bool,
     opts: &DeployOptions,
 ) -> Result<DeployOutcome, Error> {
-    let plan = plan(client, spec).await?;
+    let (plan, live_arn) = inspect(client, spec).await?;
     let mut outcome = DeployOutcome {
         target: target.alias.clone(),
         function: spec.name.clone(),
         plan: plan.clone(),
-        function_arn: None,
+        function_arn: live_arn,
         dry_run,
     };
     if dry_run {
@@ -209,10 +218,11 @@ pub async fn deploy(
                     .await
                     .map_err(|e| role_error(spec, e))
             };
-            create
+            let created = create
                 .retry(opts.iam_retry)
                 .when(|e| matches!(e, Error::RoleNotAssumable { .. }))
                 .await?;
+            outcome.function_arn = created.function_arn().map(str::to_owned);
             wait_active(client, spec, opts).await?;
         }
         Plan::Update {
@@ -252,16 +262,6 @@ pub async fn deploy(
             }
         }
     }
-    outcome.function_arn = client
-        .get_function()
-        .function_name(&spec.name)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| {
-            o.configuration()
-                .and_then(|c| c.function_arn().map(str::to_owned))
-        });
     Ok(outcome)
 }
 

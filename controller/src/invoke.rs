@@ -149,15 +149,16 @@ pub fn build_job(args: &InvokeArgs, config: &Config) -> Result<Job, Error> {
     Ok(job)
 }
 
-/// Invoke in every target, at most `concurrency` at once; one failing target
-/// does not stop the others.
-pub async fn invoke_all(
-    args: &InvokeArgs,
-    config: &Config,
-    config_path: &Path,
-    base: &SdkConfig,
-) -> Result<Vec<TargetOutcome>, Error> {
-    let job = build_job(args, config)?;
+/// A job and its targets, checked before any AWS call.
+#[derive(Debug)]
+pub struct Prepared {
+    pub job: Job,
+    pub targets: Vec<ResolvedTarget>,
+}
+
+/// Check everything that can be checked offline: the job, the targets, and
+/// the image when deploying.
+pub fn prepare(args: &InvokeArgs, config: &Config, config_path: &Path) -> Result<Prepared, Error> {
     let aliases: Vec<String> = if args.all_targets {
         config.targets.keys().cloned().collect()
     } else {
@@ -172,28 +173,49 @@ pub async fn invoke_all(
         .iter()
         .map(|a| config.target(a, config_path))
         .collect::<Result<Vec<_>, _>>()?;
+    let job = build_job(args, config)?;
     if args.deploy {
-        // Checked before any call, so a missing image fails every target alike.
-        FunctionSpec::new(&config.function, &targets[0], args.image_uri.as_deref())?;
+        for target in &targets {
+            FunctionSpec::new(&config.function, target, args.image_uri.as_deref())?;
+        }
     }
-    let outcomes = stream::iter(targets)
-        .map(|target| {
-            let job = &job;
-            async move {
-                let account = target.account_id.clone();
-                match invoke_target(args, config, base, &target, job).await {
-                    Ok(result) => TargetOutcome { target: target.alias, account, result: Some(result), error: None },
-                    Err(e) => {
-                        tracing::warn!(target = %target.alias, error = %crate::error::chain(&e), "target failed");
-                        TargetOutcome { target: target.alias, account, result: None, error: Some(crate::error::chain(&e)) }
+    Ok(Prepared { job, targets })
+}
+
+/// Invoke in every target, at most `concurrency` at once; one failing target
+/// does not stop the others. Outcomes come back in the targets' order.
+pub async fn invoke_all(
+    args: &InvokeArgs,
+    config: &Config,
+    prepared: Prepared,
+    base: &SdkConfig,
+) -> Vec<TargetOutcome> {
+    let job = &prepared.job;
+    stream::iter(prepared.targets)
+        .map(|target| async move {
+            let account = target.account_id.clone();
+            match invoke_target(args, config, base, &target, job).await {
+                Ok(result) => TargetOutcome {
+                    target: target.alias,
+                    account,
+                    result: Some(result),
+                    error: None,
+                },
+                Err(e) => {
+                    let message = crate::error::chain(&e);
+                    tracing::warn!(target = %target.alias, error = %message, "target failed");
+                    TargetOutcome {
+                        target: target.alias,
+                        account,
+                        result: None,
+                        error: Some(message),
                     }
                 }
             }
         })
         .buffered(args.concurrency as usize)
-        .collect::<Vec<_>>()
-        .await;
-    Ok(outcomes)
+        .collect()
+        .await
 }
 
 async fn invoke_target(

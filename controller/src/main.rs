@@ -119,11 +119,15 @@ async fn deploy_cmd(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
 
 async fn invoke_cmd(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     let (config, path) = Config::load(cli.config.as_deref())?;
+    let prepared = invoke::prepare(args, &config, &path)?;
     let progress = Progress::new();
-    progress.step("invoking");
-    let outcomes = invoke::invoke_all(args, &config, &path, &aws::base_config().await).await;
+    progress.step(&format!(
+        "invoking {} in {} target(s)",
+        config.function.name,
+        prepared.targets.len()
+    ));
+    let outcomes = invoke::invoke_all(args, &config, prepared, &aws::base_config().await).await;
     progress.finish();
-    let outcomes = outcomes?;
     let worst = outcomes
         .iter()
         .map(|o| o.status())

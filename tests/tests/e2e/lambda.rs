@@ -51,6 +51,7 @@ impl Stack {
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_ENDPOINT_URL_S3", endpoint.as_str()),
             ("AWS_MAX_ATTEMPTS", "1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
         ];
         env.extend_from_slice(extra_env);
         let rie = Rie::start(&bin_path("bootstrap"), &env, function_timeout);

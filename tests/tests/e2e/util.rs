@@ -51,6 +51,9 @@ pub fn pyexec(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
+        // Tests talk to 127.0.0.1 only: never to the EC2 metadata service.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
         .envs(env.iter().copied())
         .output()
         .expect("run pyexec");
