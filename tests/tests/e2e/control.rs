@@ -531,7 +531,7 @@ fn fan_out_with_a_failing_target_and_throttling() {
 
     // Text: a summary table.
     let text = std::process::Command::new(pyexec_tests::bin_path("pyexec"))
-        .args(&args)
+        .args(args)
         .current_dir(t.path())
         .env_clear()
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

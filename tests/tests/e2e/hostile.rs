@@ -80,7 +80,7 @@ fn hostile_repo(root: &Path) {
     repo.file("daemon.py", DAEMON);
     repo.file("fill_tmp.py", FILL_TMP);
     repo.file("list.py", LIST);
-    repo.file("leak.py", &leak_script());
+    repo.file("leak.py", leak_script());
     repo.symlink("passwd.py", "/etc/passwd");
     repo.symlink("up.py", "../../../../etc/hostname");
     repo.commit("hostile");
