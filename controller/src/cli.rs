@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::invoke::InvokeArgs;
 use crate::policies::PoliciesArgs;
 use crate::run::RunArgs;
+use crate::schedule::ScheduleCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +39,9 @@ pub enum Command {
     Invoke(InvokeArgs),
     /// Print the IAM policies and trust relationship a target account needs.
     Policies(PoliciesArgs),
+    /// Run jobs on a schedule with EventBridge Scheduler.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -40,6 +40,18 @@ pub enum Error {
     #[error("environment variable {var} (the repository's token) is not set")]
     TokenEnv { var: String },
 
+    #[error("the repository's token comes from ${var} (token_env): a schedule stores its job, so it must not hold a plaintext token; give the repository token_ssm or token_secret in pyexec.toml")]
+    PlaintextTokenInSchedule { var: String },
+
+    #[error("function {function} does not exist in target {target}; run `pyexec deploy --target {target}` first")]
+    NoFunction { function: String, target: String },
+
+    #[error("no schedule {name:?} in the schedule group pyexec")]
+    NoSchedule { name: String },
+
+    #[error("schedule {name:?} does not hold a pyexec job: {reason}")]
+    BadSchedule { name: String, reason: String },
+
     #[error("{flag}: {reason}")]
     Usage { flag: &'static str, reason: String },
 

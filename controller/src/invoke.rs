@@ -1,7 +1,6 @@
 //! `pyexec invoke`: build the job, invoke the function synchronously in each
 //! target (concurrently, bounded), and gather the results.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_config::SdkConfig;
@@ -9,13 +8,14 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use futures::stream::{self, StreamExt};
-use pyexec_runtime::{ExecutionStatus, Job, JobResult, Repository, Secret};
+use pyexec_runtime::{ExecutionStatus, Job, JobResult};
 use serde::Serialize;
 
-use crate::config::{Config, RepoConfig, ResolvedTarget};
+use crate::config::{Config, ResolvedTarget};
 use crate::deploy::{self, DeployOptions, FunctionSpec, Plan};
 use crate::error::Error;
-use crate::{aws, run::parse_key_value};
+use crate::aws;
+use crate::job_args::{JobArgs, Tokens, remote_settings};
 
 #[derive(Debug, Clone, Args)]
 pub struct InvokeArgs {
@@ -25,28 +25,8 @@ pub struct InvokeArgs {
     /// Every target in pyexec.toml.
     #[arg(long, conflicts_with = "targets")]
     pub all_targets: bool,
-    /// Repository alias from pyexec.toml, or a URL.
-    #[arg(long)]
-    pub repo: String,
-    /// Branch, tag or full commit SHA.
-    #[arg(long = "ref")]
-    pub git_ref: Option<String>,
-    /// Script path from the repository root.
-    #[arg(long)]
-    pub script: String,
-    /// Environment variable holding the Git token (for a URL given with --repo).
-    #[arg(long, value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// S3 bucket for result.json, log.txt and artifacts (in the target account).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// Time limit for the script, in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub job: JobArgs,
     /// Replace the result's log tail with the complete log.txt from S3.
     #[arg(long)]
     pub full_log: bool,
@@ -59,8 +39,6 @@ pub struct InvokeArgs {
     /// Targets invoked at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
-    #[arg(last = true)]
-    pub args: Vec<String>,
 }
 
 /// One target's outcome: a result, or why there is none.
@@ -80,73 +58,6 @@ impl TargetOutcome {
             .as_ref()
             .map_or(ExecutionStatus::Error, |r| r.execution_status)
     }
-}
-
-/// The job for these arguments: repository from the config or a URL, token
-/// from the environment, or a reference the runtime resolves.
-pub fn build_job(args: &InvokeArgs, config: &Config) -> Result<Job, Error> {
-    let repo = match config.repositories.get(&args.repo) {
-        Some(r) => r.clone(),
-        None if args.repo.contains("://") || args.repo.contains('@') => RepoConfig {
-            url: args.repo.clone(),
-            git_ref: None,
-            username: None,
-            token_env: args.token_env.clone(),
-            token_ssm: None,
-            token_secret: None,
-        },
-        None => {
-            return Err(Error::UnknownRepository {
-                alias: args.repo.clone(),
-                known: config
-                    .repositories
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    };
-    let token = match &repo.token_env {
-        Some(var) => Some(Secret::new(
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::TokenEnv { var: var.clone() })?,
-        )),
-        None => None,
-    };
-    let token_ref = repo
-        .token_ssm
-        .as_ref()
-        .map(|p| format!("ssm:{p}"))
-        .or_else(|| {
-            repo.token_secret
-                .as_ref()
-                .map(|s| format!("secretsmanager:{s}"))
-        });
-    let job = Job {
-        repository: Repository {
-            url: repo.url,
-            git_ref: args.git_ref.clone().or(repo.git_ref),
-            token,
-            token_ref,
-            username: repo.username,
-            ..Repository::default()
-        },
-        script: args.script.clone(),
-        args: pyexec_runtime::Args::List(args.args.clone()),
-        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-        timeout_seconds: args.timeout,
-        s3_bucket: args.bucket.clone(),
-        s3_prefix: args.prefix.clone(),
-    };
-    // Catch what the runtime would refuse before any AWS call (not the host
-    // list: that is the function's to decide).
-    let mut settings = pyexec_runtime::Settings::local();
-    settings.allow_local = false;
-    job.validate(&settings)?;
-    Ok(job)
 }
 
 /// A job and its targets, checked before any AWS call.
@@ -173,7 +84,7 @@ pub fn prepare(args: &InvokeArgs, config: &Config, config_path: &Path) -> Result
         .iter()
         .map(|a| config.target(a, config_path))
         .collect::<Result<Vec<_>, _>>()?;
-    let job = build_job(args, config)?;
+    let job = args.job.job(args.job.repository(config, false)?, Tokens::FromEnv, Some(&remote_settings()))?;
     if args.deploy {
         for target in &targets {
             FunctionSpec::new(&config.function, target, args.image_uri.as_deref())?;

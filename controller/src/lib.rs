@@ -8,9 +8,11 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod invoke;
+pub mod job_args;
 pub mod policies;
 pub mod progress;
 pub mod render;
 pub mod run;
+pub mod schedule;
 
 pub use error::Error;

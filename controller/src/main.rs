@@ -6,6 +6,7 @@ use pyexec_controller::config::Config;
 use pyexec_controller::deploy::{self, DeployOptions, FunctionSpec};
 use pyexec_controller::invoke::{self, InvokeArgs};
 use pyexec_controller::progress::Progress;
+use pyexec_controller::schedule::{self, ScheduleCommand};
 use pyexec_controller::{aws, policies, render, run};
 use pyexec_runtime::ExecutionStatus;
 
@@ -53,7 +54,8 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => {
             let id = uuid::Uuid::new_v4().to_string();
-            let outcome = run::run(args, id, Progress::new()).await?;
+            let (config, _) = Config::load(cli.config.as_deref())?;
+            let outcome = run::run(args, &config, id, Progress::new()).await?;
             if cli.json {
                 print_json(&outcome.result)?;
             } else {
@@ -76,6 +78,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Deploy(args) => deploy_cmd(cli, args).await,
         Command::Invoke(args) => invoke_cmd(cli, args).await,
+        Command::Schedule(cmd) => schedule_cmd(cli, cmd).await,
     }
 }
 
@@ -159,4 +162,64 @@ async fn invoke_cmd(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit(worst))
+}
+
+async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCode> {
+    let (config, path) = Config::load(cli.config.as_deref())?;
+    let alias = match cmd {
+        ScheduleCommand::Create(a) => &a.target.target,
+        ScheduleCommand::List(t) => &t.target,
+        ScheduleCommand::Describe(n) | ScheduleCommand::Delete(n) | ScheduleCommand::RunNow(n) => &n.target.target,
+    };
+    let target = config.target(alias, &path)?;
+    // Everything that can be checked offline is, before any AWS call.
+    let job = match cmd {
+        ScheduleCommand::Create(a) => {
+            schedule::expression(a)?;
+            Some(schedule::stored_job(a, &config)?)
+        }
+        _ => None,
+    };
+    let sdk = aws::target_config(&aws::base_config().await, &target, "schedule").await?;
+    let show = |info: &schedule::ScheduleInfo| -> anyhow::Result<()> {
+        if cli.json {
+            print_json(info)
+        } else {
+            println!("{}  {}  {}{}", info.name, info.state, info.expression, info.timezone.as_ref().map(|t| format!(" ({t})")).unwrap_or_default());
+            println!("  function: {}\n  role: {}", info.function_arn, info.role_arn);
+            println!("  job: {}", serde_json::to_string(&info.job)?);
+            Ok(())
+        }
+    };
+    match (cmd, job) {
+        (ScheduleCommand::Create(a), Some(job)) => show(&schedule::create(&sdk, &config, &target, a, &job).await?)?,
+        (ScheduleCommand::Describe(n), _) => show(&schedule::describe(&sdk, &n.name).await?)?,
+        (ScheduleCommand::List(_), _) => {
+            let all = schedule::list(&sdk).await?;
+            if cli.json {
+                print_json(&all)?;
+            } else {
+                for info in &all {
+                    println!("{:<32} {:<9} {}", info.name, info.state, info.expression);
+                }
+            }
+        }
+        (ScheduleCommand::Delete(n), _) => {
+            schedule::delete(&sdk, &n.name).await?;
+            if !cli.json {
+                println!("deleted {}", n.name);
+            }
+        }
+        (ScheduleCommand::RunNow(n), _) => {
+            let result = schedule::run_now(&sdk, &n.name).await?;
+            if cli.json {
+                print_json(&result)?;
+            } else {
+                print!("{}", render::summary(&result));
+            }
+            return Ok(exit(result.execution_status));
+        }
+        (ScheduleCommand::Create(_), None) => unreachable!("create always builds its job"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,8 @@ use crate::capture::{Capture, Captured, LiveLog};
 use crate::checkout::{self, CheckoutRequest, Credentials};
 use crate::cleanup::{self, DirSweep};
 use crate::error::Error;
-use crate::job::{Auth, Job, ValidJob};
+use crate::job::{Auth, Job, Secret, ValidJob};
+use crate::secrets::Resolver;
 use crate::process::{self, Limits, ScriptCommand, ScriptExit};
 use crate::redact::Redactor;
 use crate::result::{ExecutionStatus, JobResult, Timings};
@@ -38,6 +39,7 @@ pub struct Executor {
     settings: Settings,
     live: LiveLogFactory,
     s3: OnceCell<aws_sdk_s3::Client>,
+    resolver: Resolver,
     sweep: Option<DirSweep>,
     /// The progress of the current job, for a spinner.
     phase: watch::Sender<&'static str>,
@@ -67,6 +69,7 @@ impl Executor {
             settings,
             live,
             s3: OnceCell::new(),
+            resolver: Resolver::default(),
             sweep,
             phase: watch::Sender::new("starting"),
         })
@@ -96,14 +99,25 @@ impl Executor {
                 return JobResult::error(&inv.request_id, &e);
             }
         };
-        let secrets = job.secrets();
+        let token = match &job.auth {
+            Auth::TokenRef { reference, .. } => match self.resolver.resolve(reference).await {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::warn!(request_id = %inv.request_id, error = %e.chain(), "token_ref not resolved");
+                    return JobResult::error(&inv.request_id, &e);
+                }
+            },
+            _ => None,
+        };
+        let mut secrets = job.secrets();
+        secrets.extend(token.as_ref().map(|t| t.expose().to_owned()));
         let mut result = match tempfile::Builder::new()
             .prefix("pyexec-")
             .tempdir_in(&self.settings.scratch_dir)
         {
             Ok(dir) => {
                 let dir = dir.keep();
-                let r = self.run_in(&job, inv, &dir, started, &secrets).await;
+                let r = self.run_in(&job, token, inv, &dir, started, &secrets).await;
                 cleanup::kill_job_processes(None);
                 if let Err(e) = cleanup::remove_tree(&dir) {
                     tracing::warn!(path = %dir.display(), error = %e, "could not remove the job directory");
@@ -141,6 +155,7 @@ impl Executor {
     async fn run_in(
         &self,
         job: &ValidJob,
+        token: Option<Secret>,
         inv: &Invocation,
         dir: &Path,
         started: Instant,
@@ -162,7 +177,7 @@ impl Executor {
         // Clone.
         self.set_phase("cloning");
         let t = Instant::now();
-        let checkout = match self.clone_repo(job, dir, deadline, inv).await {
+        let checkout = match self.clone_repo(job, token, dir, deadline, inv).await {
             Ok(c) => c,
             Err(e) => {
                 timings.clone = millis(t.elapsed());
@@ -325,16 +340,11 @@ impl Executor {
     async fn clone_repo(
         &self,
         job: &ValidJob,
+        token: Option<Secret>,
         dir: &Path,
         deadline: Option<Instant>,
         inv: &Invocation,
     ) -> Result<checkout::Checkout, Error> {
-        if let Auth::TokenRef { reference, .. } = &job.auth {
-            return Err(Error::TokenRef {
-                reference: reference.clone(),
-                reason: "token_ref is not supported by this runtime yet; pass the token".into(),
-            });
-        }
         let clone_deadline = {
             let own = Instant::now() + self.settings.clone_timeout;
             deadline.map_or(own, |d| d.min(own))
@@ -350,7 +360,7 @@ impl Executor {
             let req = CheckoutRequest {
                 repo: &job.repo,
                 git_ref: &job.git_ref,
-                credentials: Credentials::from_auth(&job.auth, None),
+                credentials: Credentials::from_auth(&job.auth, token.as_ref().map(Secret::expose)),
                 dest: &dest,
                 max_bytes,
                 deadline: clone_deadline,

@@ -353,10 +353,13 @@ impl Job {
                         username: username(),
                         token: token.clone(),
                     }),
-                    (None, Some(reference)) => Ok(Auth::TokenRef {
-                        username: username(),
-                        reference: reference.clone(),
-                    }),
+                    (None, Some(reference)) => {
+                        crate::secrets::TokenRef::parse(reference)?;
+                        Ok(Auth::TokenRef {
+                            username: username(),
+                            reference: reference.clone(),
+                        })
+                    }
                     (None, None) => Ok(Auth::None),
                 }
             }

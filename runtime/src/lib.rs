@@ -12,6 +12,7 @@ pub mod job;
 pub mod process;
 pub mod redact;
 pub mod result;
+pub mod secrets;
 pub mod settings;
 pub mod upload;
 

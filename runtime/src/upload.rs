@@ -16,35 +16,35 @@ use crate::result::Artifact;
 /// Size of a multipart part (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 * 1024 * 1024;
 
+/// The AWS configuration of the runtime: the function role's credentials
+/// and region from the environment.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
 /// S3 client for the runtime: path-style addressing when an endpoint is
 /// configured (S3-compatible stores, emulators).
 pub async fn client() -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(path_style)
-            .build(),
-    )
+    let config = sdk_config().await;
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style).build())
+}
+
+/// An error and its causes on one line: the SDK's own Display is terse
+/// ("service error").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn upload_error(bucket: &str, key: &str, e: impl std::error::Error) -> Error {
-    // The SDK's Display is terse ("service error"); the chain says what S3 said.
-    let mut reason = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Upload {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        reason,
-    }
+    Error::Upload { bucket: bucket.to_owned(), key: key.to_owned(), reason: error_chain(&e) }
 }
 
 pub async fn put(
