@@ -49,7 +49,8 @@ impl Stack {
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_ENDPOINT_URL_S3", endpoint.as_str()),
+            // S3, SSM and Secrets Manager all in moto.
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_MAX_ATTEMPTS", "1"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ];

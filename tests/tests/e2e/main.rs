@@ -9,4 +9,5 @@ mod clone;
 mod control;
 mod hostile;
 mod lambda;
+mod scheduled;
 mod util;
