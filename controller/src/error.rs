@@ -40,10 +40,14 @@ pub enum Error {
     #[error("environment variable {var} (the repository's token) is not set")]
     TokenEnv { var: String },
 
-    #[error("the repository's token comes from ${var} (token_env): a schedule stores its job, so it must not hold a plaintext token; give the repository token_ssm or token_secret in pyexec.toml")]
+    #[error(
+        "the repository's token comes from ${var} (token_env): a schedule stores its job, so it must not hold a plaintext token; give the repository token_ssm or token_secret in pyexec.toml"
+    )]
     PlaintextTokenInSchedule { var: String },
 
-    #[error("function {function} does not exist in target {target}; run `pyexec deploy --target {target}` first")]
+    #[error(
+        "function {function} does not exist in target {target}; run `pyexec deploy --target {target}` first"
+    )]
     NoFunction { function: String, target: String },
 
     #[error("no schedule {name:?} in the schedule group pyexec")]

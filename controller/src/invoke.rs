@@ -11,10 +11,10 @@ use futures::stream::{self, StreamExt};
 use pyexec_runtime::{ExecutionStatus, Job, JobResult};
 use serde::Serialize;
 
+use crate::aws;
 use crate::config::{Config, ResolvedTarget};
 use crate::deploy::{self, DeployOptions, FunctionSpec, Plan};
 use crate::error::Error;
-use crate::aws;
 use crate::job_args::{JobArgs, Tokens, remote_settings};
 
 #[derive(Debug, Clone, Args)]
@@ -84,7 +84,11 @@ pub fn prepare(args: &InvokeArgs, config: &Config, config_path: &Path) -> Result
         .iter()
         .map(|a| config.target(a, config_path))
         .collect::<Result<Vec<_>, _>>()?;
-    let job = args.job.job(args.job.repository(config, false)?, Tokens::FromEnv, Some(&remote_settings()))?;
+    let job = args.job.job(
+        args.job.repository(config, false)?,
+        Tokens::FromEnv,
+        Some(&remote_settings()),
+    )?;
     if args.deploy {
         for target in &targets {
             FunctionSpec::new(&config.function, target, args.image_uri.as_deref())?;

@@ -73,26 +73,71 @@ impl JobArgs {
         }
         let url = if local && Path::new(&self.repo).exists() {
             // Absolute, so the job means the same wherever it runs.
-            std::fs::canonicalize(&self.repo).map_err(Error::io("cannot read", &self.repo))?.to_string_lossy().into_owned()
+            std::fs::canonicalize(&self.repo)
+                .map_err(Error::io("cannot read", &self.repo))?
+                .to_string_lossy()
+                .into_owned()
         } else if self.repo.contains("://") || self.repo.contains('@') {
             self.repo.clone()
         } else {
-            return Err(Error::UnknownRepository { alias: self.repo.clone(), known: config.repositories.keys().cloned().collect::<Vec<_>>().join(", ") });
+            return Err(Error::UnknownRepository {
+                alias: self.repo.clone(),
+                known: config
+                    .repositories
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
         };
-        Ok(RepoConfig { url, git_ref: None, username: None, token_env: self.token_env.clone(), token_ssm: None, token_secret: None })
+        Ok(RepoConfig {
+            url,
+            git_ref: None,
+            username: None,
+            token_env: self.token_env.clone(),
+            token_ssm: None,
+            token_secret: None,
+        })
     }
 
     /// The job; with `settings`, checked as the runtime would check it
     /// (but for the host list, which is the function's to decide).
-    pub fn job(&self, repo: RepoConfig, tokens: Tokens, settings: Option<&Settings>) -> Result<Job, Error> {
+    pub fn job(
+        &self,
+        repo: RepoConfig,
+        tokens: Tokens,
+        settings: Option<&Settings>,
+    ) -> Result<Job, Error> {
         let token = match (&repo.token_env, tokens) {
-            (Some(var), Tokens::FromEnv) => Some(Secret::new(std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| Error::TokenEnv { var: var.clone() })?)),
-            (Some(var), Tokens::ReferencesOnly) => return Err(Error::PlaintextTokenInSchedule { var: var.clone() }),
+            (Some(var), Tokens::FromEnv) => Some(Secret::new(
+                std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| Error::TokenEnv { var: var.clone() })?,
+            )),
+            (Some(var), Tokens::ReferencesOnly) => {
+                return Err(Error::PlaintextTokenInSchedule { var: var.clone() });
+            }
             (None, _) => None,
         };
-        let token_ref = repo.token_ssm.as_ref().map(|p| format!("ssm:{p}")).or_else(|| repo.token_secret.as_ref().map(|s| format!("secretsmanager:{s}")));
+        let token_ref = repo
+            .token_ssm
+            .as_ref()
+            .map(|p| format!("ssm:{p}"))
+            .or_else(|| {
+                repo.token_secret
+                    .as_ref()
+                    .map(|s| format!("secretsmanager:{s}"))
+            });
         let job = Job {
-            repository: Repository { url: repo.url, git_ref: self.git_ref.clone().or(repo.git_ref), token, token_ref, username: repo.username, ..Repository::default() },
+            repository: Repository {
+                url: repo.url,
+                git_ref: self.git_ref.clone().or(repo.git_ref),
+                token,
+                token_ref,
+                username: repo.username,
+                ..Repository::default()
+            },
             script: self.script.clone(),
             args: pyexec_runtime::Args::List(self.args.clone()),
             env: self.env.iter().cloned().collect::<BTreeMap<_, _>>(),

@@ -169,7 +169,9 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
     let alias = match cmd {
         ScheduleCommand::Create(a) => &a.target.target,
         ScheduleCommand::List(t) => &t.target,
-        ScheduleCommand::Describe(n) | ScheduleCommand::Delete(n) | ScheduleCommand::RunNow(n) => &n.target.target,
+        ScheduleCommand::Describe(n) | ScheduleCommand::Delete(n) | ScheduleCommand::RunNow(n) => {
+            &n.target.target
+        }
     };
     let target = config.target(alias, &path)?;
     // Everything that can be checked offline is, before any AWS call.
@@ -185,14 +187,28 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
         if cli.json {
             print_json(info)
         } else {
-            println!("{}  {}  {}{}", info.name, info.state, info.expression, info.timezone.as_ref().map(|t| format!(" ({t})")).unwrap_or_default());
-            println!("  function: {}\n  role: {}", info.function_arn, info.role_arn);
+            println!(
+                "{}  {}  {}{}",
+                info.name,
+                info.state,
+                info.expression,
+                info.timezone
+                    .as_ref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  function: {}\n  role: {}",
+                info.function_arn, info.role_arn
+            );
             println!("  job: {}", serde_json::to_string(&info.job)?);
             Ok(())
         }
     };
     match (cmd, job) {
-        (ScheduleCommand::Create(a), Some(job)) => show(&schedule::create(&sdk, &config, &target, a, &job).await?)?,
+        (ScheduleCommand::Create(a), Some(job)) => {
+            show(&schedule::create(&sdk, &config, &target, a, &job).await?)?
+        }
         (ScheduleCommand::Describe(n), _) => show(&schedule::describe(&sdk, &n.name).await?)?,
         (ScheduleCommand::List(_), _) => {
             let all = schedule::list(&sdk).await?;

@@ -34,7 +34,12 @@ impl RunArgs {
         let repo = self.job.repository(config, true)?;
         let mut job = self.job.job(repo, Tokens::FromEnv, None)?;
         let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(Error::io("cannot read", p));
-        job.repository.ssh_private_key = self.ssh_key.as_ref().map(read).transpose()?.map(Secret::new);
+        job.repository.ssh_private_key = self
+            .ssh_key
+            .as_ref()
+            .map(read)
+            .transpose()?
+            .map(Secret::new);
         job.repository.ssh_known_hosts = self.known_hosts.as_ref().map(read).transpose()?;
         Ok(job)
     }

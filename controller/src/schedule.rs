@@ -4,7 +4,10 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_iam::error::ProvideErrorMetadata;
-use aws_sdk_scheduler::types::{DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target};
+use aws_sdk_scheduler::types::{
+    DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
+    Target,
+};
 use clap::{Args, Subcommand};
 use pyexec_runtime::{Job, JobResult};
 use serde::Serialize;
@@ -97,15 +100,40 @@ pub fn expression(args: &CreateArgs) -> Result<String, Error> {
     let (kind, raw) = match (&args.cron, &args.rate) {
         (Some(c), _) => ("cron", c),
         (None, Some(r)) => ("rate", r),
-        (None, None) => return Err(Error::Usage { flag: "--cron/--rate", reason: "give one".into() }),
+        (None, None) => {
+            return Err(Error::Usage {
+                flag: "--cron/--rate",
+                reason: "give one".into(),
+            });
+        }
     };
     let raw = raw.trim();
-    let expr = if raw.starts_with(&format!("{kind}(")) { raw.to_owned() } else { format!("{kind}({raw})") };
-    let fields = expr.trim_start_matches(&format!("{kind}(")).trim_end_matches(')').split_whitespace().count();
-    let ok = expr.ends_with(')') && if kind == "cron" { fields == 6 } else { fields == 2 };
+    let expr = if raw.starts_with(&format!("{kind}(")) {
+        raw.to_owned()
+    } else {
+        format!("{kind}({raw})")
+    };
+    let fields = expr
+        .trim_start_matches(&format!("{kind}("))
+        .trim_end_matches(')')
+        .split_whitespace()
+        .count();
+    let ok = expr.ends_with(')')
+        && if kind == "cron" {
+            fields == 6
+        } else {
+            fields == 2
+        };
     if !ok {
-        let hint = if kind == "cron" { "six fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 3 * * ? *)" } else { "a value and a unit, e.g. rate(1 hour)" };
-        return Err(Error::Usage { flag: if kind == "cron" { "--cron" } else { "--rate" }, reason: format!("{expr:?} is not valid: {hint}") });
+        let hint = if kind == "cron" {
+            "six fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 3 * * ? *)"
+        } else {
+            "a value and a unit, e.g. rate(1 hour)"
+        };
+        return Err(Error::Usage {
+            flag: if kind == "cron" { "--cron" } else { "--rate" },
+            reason: format!("{expr:?} is not valid: {hint}"),
+        });
     }
     Ok(expr)
 }
@@ -113,9 +141,15 @@ pub fn expression(args: &CreateArgs) -> Result<String, Error> {
 /// The job a schedule stores: tokens only by reference.
 pub fn stored_job(args: &CreateArgs, config: &Config) -> Result<Job, Error> {
     if args.job.token_env.is_some() {
-        return Err(Error::PlaintextTokenInSchedule { var: args.job.token_env.clone().unwrap_or_default() });
+        return Err(Error::PlaintextTokenInSchedule {
+            var: args.job.token_env.clone().unwrap_or_default(),
+        });
     }
-    args.job.job(args.job.repository(config, false)?, Tokens::ReferencesOnly, Some(&remote_settings()))
+    args.job.job(
+        args.job.repository(config, false)?,
+        Tokens::ReferencesOnly,
+        Some(&remote_settings()),
+    )
 }
 
 fn scheduler(sdk: &SdkConfig) -> aws_sdk_scheduler::Client {
@@ -123,40 +157,86 @@ fn scheduler(sdk: &SdkConfig) -> aws_sdk_scheduler::Client {
 }
 
 /// The function's ARN, checking that it exists.
-async fn function_arn(sdk: &SdkConfig, function: &str, target: &ResolvedTarget) -> Result<String, Error> {
-    let out = aws_sdk_lambda::Client::new(sdk).get_function().function_name(function).send().await.map_err(|e| {
-        if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
-            Error::NoFunction { function: function.to_owned(), target: target.alias.clone() }
-        } else {
-            Error::aws("lambda:GetFunction", e)
-        }
-    })?;
-    out.configuration().and_then(|c| c.function_arn()).map(str::to_owned).ok_or_else(|| Error::NoFunction { function: function.to_owned(), target: target.alias.clone() })
+async fn function_arn(
+    sdk: &SdkConfig,
+    function: &str,
+    target: &ResolvedTarget,
+) -> Result<String, Error> {
+    let out = aws_sdk_lambda::Client::new(sdk)
+        .get_function()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception())
+            {
+                Error::NoFunction {
+                    function: function.to_owned(),
+                    target: target.alias.clone(),
+                }
+            } else {
+                Error::aws("lambda:GetFunction", e)
+            }
+        })?;
+    out.configuration()
+        .and_then(|c| c.function_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NoFunction {
+            function: function.to_owned(),
+            target: target.alias.clone(),
+        })
 }
 
 /// Create or reuse the role the scheduler assumes: trusted by
 /// scheduler.amazonaws.com from this account only, allowed to invoke this
 /// function and nothing else.
-async fn scheduler_role(sdk: &SdkConfig, function: &str, function_arn: &str, account: &str) -> Result<String, Error> {
+async fn scheduler_role(
+    sdk: &SdkConfig,
+    function: &str,
+    function_arn: &str,
+    account: &str,
+) -> Result<String, Error> {
     let iam = aws_sdk_iam::Client::new(sdk);
     let name = format!("pyexec-scheduler-{function}");
     let trust = json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
         "Condition": {"StringEquals": {"aws:SourceAccount": account}}
     }]});
-    let arn = match iam.create_role().role_name(&name).assume_role_policy_document(trust.to_string()).description("pyexec: lets EventBridge Scheduler invoke the pyexec function").send().await {
+    let arn = match iam
+        .create_role()
+        .role_name(&name)
+        .assume_role_policy_document(trust.to_string())
+        .description("pyexec: lets EventBridge Scheduler invoke the pyexec function")
+        .send()
+        .await
+    {
         Ok(out) => out.role().map(|r| r.arn().to_owned()),
         Err(e) if e.code() == Some("EntityAlreadyExists") => None,
         Err(e) => return Err(Error::aws("iam:CreateRole", e)),
     };
     let arn = match arn {
         Some(arn) => arn,
-        None => iam.get_role().role_name(&name).send().await.map_err(|e| Error::aws("iam:GetRole", e))?.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
+        None => iam
+            .get_role()
+            .role_name(&name)
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:GetRole", e))?
+            .role()
+            .map(|r| r.arn().to_owned())
+            .unwrap_or_default(),
     };
     let policy = json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [function_arn, format!("{function_arn}:*")]
     }]});
-    iam.put_role_policy().role_name(&name).policy_name("invoke-pyexec").policy_document(policy.to_string()).send().await.map_err(|e| Error::aws("iam:PutRolePolicy", e))?;
+    iam.put_role_policy()
+        .role_name(&name)
+        .policy_name("invoke-pyexec")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::aws("iam:PutRolePolicy", e))?;
     Ok(arn)
 }
 
@@ -168,7 +248,13 @@ async fn ensure_group(client: &aws_sdk_scheduler::Client) -> Result<(), Error> {
     }
 }
 
-pub async fn create(sdk: &SdkConfig, config: &Config, target: &ResolvedTarget, args: &CreateArgs, job: &Job) -> Result<ScheduleInfo, Error> {
+pub async fn create(
+    sdk: &SdkConfig,
+    config: &Config,
+    target: &ResolvedTarget,
+    args: &CreateArgs,
+    job: &Job,
+) -> Result<ScheduleInfo, Error> {
     let expression = expression(args)?;
     let function = &config.function.name;
     let function_arn = function_arn(sdk, function, target).await?;
@@ -183,11 +269,18 @@ pub async fn create(sdk: &SdkConfig, config: &Config, target: &ResolvedTarget, a
     if let Some(age) = args.max_event_age {
         retry = retry.maximum_event_age_in_seconds(age);
     }
-    let mut t = Target::builder().arn(&function_arn).role_arn(&role_arn).input(&input).retry_policy(retry.build());
+    let mut t = Target::builder()
+        .arn(&function_arn)
+        .role_arn(&role_arn)
+        .input(&input)
+        .retry_policy(retry.build());
     if let Some(dlq) = &args.dead_letter_queue {
         t = t.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
     }
-    let window = FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(|e| Error::aws("scheduler:FlexibleTimeWindow", e))?;
+    let window = FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .map_err(|e| Error::aws("scheduler:FlexibleTimeWindow", e))?;
     client
         .create_schedule()
         .name(&args.name)
@@ -205,30 +298,63 @@ pub async fn create(sdk: &SdkConfig, config: &Config, target: &ResolvedTarget, a
 }
 
 pub async fn describe(sdk: &SdkConfig, name: &str) -> Result<ScheduleInfo, Error> {
-    let out = scheduler(sdk).get_schedule().name(name).group_name(GROUP).send().await.map_err(|e| {
-        if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) { Error::NoSchedule { name: name.to_owned() } } else { Error::aws("scheduler:GetSchedule", e) }
-    })?;
+    let out = scheduler(sdk)
+        .get_schedule()
+        .name(name)
+        .group_name(GROUP)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception())
+            {
+                Error::NoSchedule {
+                    name: name.to_owned(),
+                }
+            } else {
+                Error::aws("scheduler:GetSchedule", e)
+            }
+        })?;
     let target = out.target();
     Ok(ScheduleInfo {
         name: out.name().unwrap_or(name).to_owned(),
-        state: out.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        state: out
+            .state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         expression: out.schedule_expression().unwrap_or_default().to_owned(),
         timezone: out.schedule_expression_timezone().map(str::to_owned),
         function_arn: target.map(|t| t.arn().to_owned()).unwrap_or_default(),
         role_arn: target.map(|t| t.role_arn().to_owned()).unwrap_or_default(),
-        retries: target.and_then(|t| t.retry_policy()).and_then(|r| r.maximum_retry_attempts()),
-        dead_letter_queue: target.and_then(|t| t.dead_letter_config()).and_then(|d| d.arn()).map(str::to_owned),
-        job: target.and_then(|t| t.input()).and_then(|i| serde_json::from_str(i).ok()).unwrap_or_default(),
+        retries: target
+            .and_then(|t| t.retry_policy())
+            .and_then(|r| r.maximum_retry_attempts()),
+        dead_letter_queue: target
+            .and_then(|t| t.dead_letter_config())
+            .and_then(|d| d.arn())
+            .map(str::to_owned),
+        job: target
+            .and_then(|t| t.input())
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default(),
     })
 }
 
 pub async fn list(sdk: &SdkConfig) -> Result<Vec<ScheduleInfo>, Error> {
     let client = scheduler(sdk);
     let mut names = Vec::new();
-    let mut pages = client.list_schedules().group_name(GROUP).into_paginator().send();
+    let mut pages = client
+        .list_schedules()
+        .group_name(GROUP)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::aws("scheduler:ListSchedules", e))?;
-        names.extend(page.schedules().iter().filter_map(|s| s.name().map(str::to_owned)));
+        names.extend(
+            page.schedules()
+                .iter()
+                .filter_map(|s| s.name().map(str::to_owned)),
+        );
     }
     let mut out = Vec::with_capacity(names.len());
     for name in names {
@@ -238,16 +364,33 @@ pub async fn list(sdk: &SdkConfig) -> Result<Vec<ScheduleInfo>, Error> {
 }
 
 pub async fn delete(sdk: &SdkConfig, name: &str) -> Result<(), Error> {
-    scheduler(sdk).delete_schedule().name(name).group_name(GROUP).send().await.map_err(|e| {
-        if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) { Error::NoSchedule { name: name.to_owned() } } else { Error::aws("scheduler:DeleteSchedule", e) }
-    })?;
+    scheduler(sdk)
+        .delete_schedule()
+        .name(name)
+        .group_name(GROUP)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception())
+            {
+                Error::NoSchedule {
+                    name: name.to_owned(),
+                }
+            } else {
+                Error::aws("scheduler:DeleteSchedule", e)
+            }
+        })?;
     Ok(())
 }
 
 /// Invoke the function once with the schedule's stored job.
 pub async fn run_now(sdk: &SdkConfig, name: &str) -> Result<JobResult, Error> {
     let info = describe(sdk, name).await?;
-    let job: Job = serde_json::from_value(info.job).map_err(|e| Error::BadSchedule { name: name.to_owned(), reason: e.to_string() })?;
+    let job: Job = serde_json::from_value(info.job).map_err(|e| Error::BadSchedule {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })?;
     // The function by name: the ARN's last part (Lambda accepts either).
     let function = info.function_arn.rsplit(':').next().unwrap_or_default();
     invoke::invoke(&aws_sdk_lambda::Client::new(sdk), function, &job).await
@@ -265,23 +408,39 @@ mod tests {
     }
 
     fn args(extra: &[&str]) -> CreateArgs {
-        let mut all = vec!["t", "nightly", "--target", "a", "--repo", "ops", "--script", "/x.py"];
+        let mut all = vec![
+            "t", "nightly", "--target", "a", "--repo", "ops", "--script", "/x.py",
+        ];
         all.extend_from_slice(extra);
         T::try_parse_from(all).unwrap().c
     }
 
     #[test]
     fn expressions_are_wrapped_and_checked() {
-        assert_eq!(expression(&args(&["--cron", "0 3 * * ? *"])).unwrap(), "cron(0 3 * * ? *)");
-        assert_eq!(expression(&args(&["--rate", "rate(1 hour)"])).unwrap(), "rate(1 hour)");
-        let e = expression(&args(&["--cron", "0 3 * *"])).unwrap_err().to_string();
+        assert_eq!(
+            expression(&args(&["--cron", "0 3 * * ? *"])).unwrap(),
+            "cron(0 3 * * ? *)"
+        );
+        assert_eq!(
+            expression(&args(&["--rate", "rate(1 hour)"])).unwrap(),
+            "rate(1 hour)"
+        );
+        let e = expression(&args(&["--cron", "0 3 * *"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("six fields"), "{e}");
     }
 
     #[test]
     fn schedules_refuse_plaintext_tokens() {
-        let config = Config::parse("[repositories.ops]\nurl = \"https://github.com/a/b.git\"\ntoken_env = \"GH\"\n", std::path::Path::new("pyexec.toml")).unwrap();
-        let e = stored_job(&args(&["--rate", "1 hour"]), &config).unwrap_err().to_string();
+        let config = Config::parse(
+            "[repositories.ops]\nurl = \"https://github.com/a/b.git\"\ntoken_env = \"GH\"\n",
+            std::path::Path::new("pyexec.toml"),
+        )
+        .unwrap();
+        let e = stored_job(&args(&["--rate", "1 hour"]), &config)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("token_ssm") && e.contains("$GH"), "{e}");
         let config = Config::parse("[repositories.ops]\nurl = \"https://github.com/a/b.git\"\ntoken_ssm = \"/pyexec/gh\"\n", std::path::Path::new("pyexec.toml")).unwrap();
         let job = stored_job(&args(&["--rate", "1 hour"]), &config).unwrap();

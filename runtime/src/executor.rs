@@ -12,10 +12,10 @@ use crate::checkout::{self, CheckoutRequest, Credentials};
 use crate::cleanup::{self, DirSweep};
 use crate::error::Error;
 use crate::job::{Auth, Job, Secret, ValidJob};
-use crate::secrets::Resolver;
 use crate::process::{self, Limits, ScriptCommand, ScriptExit};
 use crate::redact::Redactor;
 use crate::result::{ExecutionStatus, JobResult, Timings};
+use crate::secrets::Resolver;
 use crate::settings::Settings;
 use crate::upload::{self, LogUpload};
 

@@ -40,7 +40,10 @@ impl TokenRef {
             if id.is_empty() {
                 return Err(bad("names no secret"));
             }
-            return Ok(TokenRef::SecretsManager { id: id.to_owned(), key });
+            return Ok(TokenRef::SecretsManager {
+                id: id.to_owned(),
+                key,
+            });
         }
         Err(bad("must start with ssm: or secretsmanager:"))
     }
@@ -56,24 +59,63 @@ pub struct Resolver {
 impl Resolver {
     pub async fn resolve(&self, reference: &str) -> Result<Secret, Error> {
         let parsed = TokenRef::parse(reference)?;
-        let fail = |reason: String| Error::TokenRef { reference: reference.to_owned(), reason };
+        let fail = |reason: String| Error::TokenRef {
+            reference: reference.to_owned(),
+            reason,
+        };
         let value = match &parsed {
             TokenRef::Ssm(name) => {
-                let client = self.ssm.get_or_init(|| async { aws_sdk_ssm::Client::new(&crate::upload::sdk_config().await) }).await;
-                let out = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| fail(explain(&e, "ssm:GetParameter and kms:Decrypt")))?;
-                out.parameter().and_then(|p| p.value()).unwrap_or_default().to_owned()
+                let client = self
+                    .ssm
+                    .get_or_init(|| async {
+                        aws_sdk_ssm::Client::new(&crate::upload::sdk_config().await)
+                    })
+                    .await;
+                let out = client
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| fail(explain(&e, "ssm:GetParameter and kms:Decrypt")))?;
+                out.parameter()
+                    .and_then(|p| p.value())
+                    .unwrap_or_default()
+                    .to_owned()
             }
             TokenRef::SecretsManager { id, key } => {
-                let client = self.secrets.get_or_init(|| async { aws_sdk_secretsmanager::Client::new(&crate::upload::sdk_config().await) }).await;
-                let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| fail(explain(&e, "secretsmanager:GetSecretValue and kms:Decrypt")))?;
-                let text = out.secret_string().ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?;
+                let client = self
+                    .secrets
+                    .get_or_init(|| async {
+                        aws_sdk_secretsmanager::Client::new(&crate::upload::sdk_config().await)
+                    })
+                    .await;
+                let out = client
+                    .get_secret_value()
+                    .secret_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        fail(explain(&e, "secretsmanager:GetSecretValue and kms:Decrypt"))
+                    })?;
+                let text = out.secret_string().ok_or_else(|| {
+                    fail("the secret has no string value (binary secrets are not supported)".into())
+                })?;
                 match key {
                     None => text.to_owned(),
                     Some(key) => {
-                        let json: serde_json::Value = serde_json::from_str(text).map_err(|_| fail(format!("the secret is not a JSON object, so it has no key {key:?}")))?;
+                        let json: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+                            fail(format!(
+                                "the secret is not a JSON object, so it has no key {key:?}"
+                            ))
+                        })?;
                         match json.get(key) {
                             Some(serde_json::Value::String(v)) => v.clone(),
-                            Some(_) => return Err(fail(format!("key {key:?} of the secret is not a string"))),
+                            Some(_) => {
+                                return Err(fail(format!(
+                                    "key {key:?} of the secret is not a string"
+                                )));
+                            }
                             None => return Err(fail(format!("the secret has no key {key:?}"))),
                         }
                     }
@@ -93,10 +135,15 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = e.code().unwrap_or_default();
-    let message = e.message().map(str::to_owned).unwrap_or_else(|| e.to_string());
+    let message = e
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| e.to_string());
     match code {
         "ParameterNotFound" | "ResourceNotFoundException" => format!("not found ({code})"),
-        "AccessDeniedException" | "AccessDenied" => format!("access denied: the function's role needs {permissions} ({message})"),
+        "AccessDeniedException" | "AccessDenied" => {
+            format!("access denied: the function's role needs {permissions} ({message})")
+        }
         "" => format!("the request failed: {}", crate::upload::error_chain(e)),
         _ => format!("{code}: {message}"),
     }
@@ -108,8 +155,17 @@ mod tests {
 
     #[test]
     fn references_parse() {
-        assert_eq!(TokenRef::parse("ssm:/pyexec/github-token").unwrap(), TokenRef::Ssm("/pyexec/github-token".into()));
-        assert_eq!(TokenRef::parse("secretsmanager:git").unwrap(), TokenRef::SecretsManager { id: "git".into(), key: None });
+        assert_eq!(
+            TokenRef::parse("ssm:/pyexec/github-token").unwrap(),
+            TokenRef::Ssm("/pyexec/github-token".into())
+        );
+        assert_eq!(
+            TokenRef::parse("secretsmanager:git").unwrap(),
+            TokenRef::SecretsManager {
+                id: "git".into(),
+                key: None
+            }
+        );
         assert_eq!(
             TokenRef::parse("secretsmanager:arn:aws:secretsmanager:us-east-1:111111111111:secret:git-AbCdEf#token").unwrap(),
             TokenRef::SecretsManager { id: "arn:aws:secretsmanager:us-east-1:111111111111:secret:git-AbCdEf".into(), key: Some("token".into()) }

@@ -19,15 +19,22 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 /// The AWS configuration of the runtime: the function role's credentials
 /// and region from the environment.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
 }
 
 /// S3 client for the runtime: path-style addressing when an endpoint is
 /// configured (S3-compatible stores, emulators).
 pub async fn client() -> Client {
     let config = sdk_config().await;
-    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style).build())
+    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(path_style)
+            .build(),
+    )
 }
 
 /// An error and its causes on one line: the SDK's own Display is terse
@@ -44,7 +51,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn upload_error(bucket: &str, key: &str, e: impl std::error::Error) -> Error {
-    Error::Upload { bucket: bucket.to_owned(), key: key.to_owned(), reason: error_chain(&e) }
+    Error::Upload {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        reason: error_chain(&e),
+    }
 }
 
 pub async fn put(
