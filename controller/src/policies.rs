@@ -37,12 +37,18 @@ pub struct Policies {
     pub inline_policies: serde_json::Map<String, Value>,
     /// The role's trust relationship.
     pub trust_policy: Value,
+    /// The role `pyexec schedule create` makes (pyexec-scheduler-<function>):
+    /// its trust, and its one permission.
+    pub scheduler_trust_policy: Value,
+    pub scheduler_invoke_policy: Value,
     /// The commands that apply them.
     pub commands: Vec<String>,
 }
 
 pub const PASS_ROLE: &str = "PassRoleToLambdaServiceForTargetAccount";
 pub const ONBOARD: &str = "OnboardSpotUserPolicyForTargetAccount";
+pub const SECRETS: &str = "PyexecReadGitTokens";
+pub const SCHEDULES: &str = "PyexecManageSchedules";
 pub const ECR: &str = "ECR-Related-Policy-For-Spot-ConnectForTargetAccount";
 
 pub fn policies(args: &PoliciesArgs) -> Result<Policies, Error> {
@@ -91,6 +97,40 @@ pub fn policies(args: &PoliciesArgs) -> Result<Policies, Error> {
             ], "Resource": "*"}
         ]}),
     );
+    // The target role is also the function's execution role by default: it
+    // resolves token_ref and writes results.
+    inline.insert(
+        SECRETS.into(),
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadGitTokens", "Effect": "Allow", "Action": ["ssm:GetParameter", "secretsmanager:GetSecretValue"], "Resource": [
+                format!("arn:aws:ssm:*:{passed_account}:parameter/pyexec/*"),
+                format!("arn:aws:secretsmanager:*:{passed_account}:secret:pyexec/*")
+            ]},
+            {"Sid": "DecryptThem", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringLike": {"kms:ViaService": ["ssm.*.amazonaws.com", "secretsmanager.*.amazonaws.com"]}}}
+        ]}),
+    );
+    inline.insert(
+        SCHEDULES.into(),
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "ManageSchedules", "Effect": "Allow", "Action": [
+                "scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:ListSchedules", "scheduler:DeleteSchedule", "scheduler:CreateScheduleGroup"
+            ], "Resource": "*"},
+            {"Sid": "SchedulerRole", "Effect": "Allow", "Action": ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy"],
+             "Resource": format!("arn:aws:iam::{passed_account}:role/pyexec-scheduler-*")},
+            {"Sid": "PassSchedulerRole", "Effect": "Allow", "Action": "iam:PassRole",
+             "Resource": format!("arn:aws:iam::{passed_account}:role/pyexec-scheduler-*"),
+             "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}}
+        ]}),
+    );
+    let scheduler_trust_policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": passed_account}}
+    }]});
+    let scheduler_invoke_policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "lambda:InvokeFunction",
+        "Resource": [format!("arn:aws:lambda:*:{passed_account}:function:pyexec"), format!("arn:aws:lambda:*:{passed_account}:function:pyexec:*")]
+    }]});
     let trust_policy = json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "HostAccount", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", args.host_account)},
          "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": args.external_id}}},
@@ -110,6 +150,8 @@ pub fn policies(args: &PoliciesArgs) -> Result<Policies, Error> {
         managed_policies,
         inline_policies: inline,
         trust_policy,
+        scheduler_trust_policy,
+        scheduler_invoke_policy,
         commands,
     })
 }
@@ -146,6 +188,11 @@ pub fn render(p: &Policies) -> String {
     s.push_str(&format!(
         "# Trust relationship\n{}\n\n",
         serde_json::to_string_pretty(&p.trust_policy).unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "# The scheduler's role (created by `pyexec schedule create`)\n# trust:\n{}\n# permission:\n{}\n\n",
+        serde_json::to_string_pretty(&p.scheduler_trust_policy).unwrap_or_default(),
+        serde_json::to_string_pretty(&p.scheduler_invoke_policy).unwrap_or_default()
     ));
     s.push_str("# Apply (with --out DIR, the files are in DIR)\n");
     for c in &p.commands {
@@ -187,6 +234,14 @@ mod tests {
         assert_eq!(
             p.inline_policies[PASS_ROLE]["Statement"][0]["Resource"],
             "arn:aws:iam::123456789012:role/*AssumeRole*"
+        );
+        assert_eq!(
+            p.inline_policies[SECRETS]["Statement"][0]["Action"],
+            json!(["ssm:GetParameter", "secretsmanager:GetSecretValue"])
+        );
+        assert_eq!(
+            p.scheduler_trust_policy["Statement"][0]["Principal"]["Service"],
+            "scheduler.amazonaws.com"
         );
         assert!(p.commands.iter().any(|c| c.contains(
             "put-role-policy --role-name R --policy-name PassRoleToLambdaServiceForTargetAccount"
