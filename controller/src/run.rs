@@ -78,6 +78,8 @@ pub async fn run(
     });
     let executor = Arc::new(Executor::new(Settings::local(), live)?);
     let inv = Invocation {
+        // No Runtime API here to forge an answer to: one id serves both.
+        job_id: request_id.clone(),
         request_id,
         deadline: None,
         cancel: CancellationToken::new(),

@@ -27,6 +27,10 @@ static JOB_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub request_id: String,
+    /// What the script sees as `PYEXEC_REQUEST_ID`. Deliberately not Lambda's
+    /// request id: with that, a script could post its own response to the
+    /// Runtime API (127.0.0.1:9001 in every Lambda sandbox) and forge the result.
+    pub job_id: String,
     /// Lambda's deadline; `None` locally.
     pub deadline: Option<SystemTime>,
     pub cancel: CancellationToken,
@@ -398,7 +402,7 @@ impl Executor {
             ("TMPDIR".into(), path(tmp)),
             ("PYEXEC_OUTPUT".into(), path(output)),
             ("PYEXEC_ARTIFACTS".into(), path(artifacts)),
-            ("PYEXEC_REQUEST_ID".into(), inv.request_id.clone()),
+            ("PYEXEC_REQUEST_ID".into(), inv.job_id.clone()),
             ("PYEXEC_COMMIT".into(), commit.to_owned()),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ]);

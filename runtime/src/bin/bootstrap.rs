@@ -35,6 +35,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let inv = Invocation {
                 request_id: event.context.request_id.clone(),
+                job_id: uuid::Uuid::new_v4().to_string(),
                 deadline: Some(
                     SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline),
                 ),
