@@ -10,4 +10,5 @@ mod control;
 mod hostile;
 mod lambda;
 mod scheduled;
+mod soak;
 mod util;
