@@ -66,6 +66,11 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "S3 did not answer before the invocation deadline; the full log went to the function's log"
+    )]
+    UploadDeadline,
+
     #[error("the job was cancelled")]
     Cancelled,
 
@@ -115,7 +120,7 @@ impl Error {
             Error::ScriptOutsideCheckout { .. } => "script_outside_checkout",
             Error::ScriptNotFile { .. } => "script_not_file",
             Error::Spawn { .. } => "spawn_failed",
-            Error::Upload { .. } => "upload_failed",
+            Error::Upload { .. } | Error::UploadDeadline => "upload_failed",
             Error::Cancelled => "cancelled",
             Error::Io { .. } => "internal",
         }

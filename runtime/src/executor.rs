@@ -50,19 +50,12 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Sets process-wide state: subreaper, non-dumpable, libgit2 timeouts.
+    /// Sets process-wide state: subreaper, non-dumpable.
     pub fn new(settings: Settings, live: LiveLogFactory) -> Result<Executor, Error> {
         cleanup::harden_supervisor().map_err(Error::io(
             "cannot set up process supervision for",
             "/proc/self",
         ))?;
-        // A stalled server is the one case the progress callbacks never see.
-        let ms = i32::try_from(settings.clone_timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: process-wide libgit2 options, set before any clone starts.
-        unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms.min(30_000));
-            let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
-        }
         let sweep = match &settings.sweep_dir {
             Some(dir) => {
                 Some(DirSweep::snapshot(dir).map_err(Error::io("cannot read", dir.clone()))?)
@@ -264,7 +257,7 @@ impl Executor {
         let mut upload_error = None;
         let mut log_key = None;
         if let Some(upload) = log_upload {
-            match upload.finish().await {
+            match in_time(inv, upload.finish()).await {
                 Ok(_) => log_key = s3.as_ref().map(|(_, _, base)| format!("{base}log.txt")),
                 Err(e) => upload_error = Some(e),
             }
@@ -273,12 +266,15 @@ impl Executor {
         if let Some((client, bucket, base)) = &s3
             && upload_error.is_none()
         {
-            match upload::artifacts(
-                client,
-                bucket,
-                &format!("{base}artifacts/"),
-                &artifacts_dir,
-                self.settings.max_artifact_bytes,
+            match in_time(
+                inv,
+                upload::artifacts(
+                    client,
+                    bucket,
+                    &format!("{base}artifacts/"),
+                    &artifacts_dir,
+                    self.settings.max_artifact_bytes,
+                ),
             )
             .await
             {
@@ -306,7 +302,12 @@ impl Executor {
                 result.key = Some(key.clone());
                 result.timings_ms.total = millis(started.elapsed());
                 let body = serde_json::to_vec_pretty(&result).unwrap_or_default();
-                if let Err(e) = upload::put(client, bucket, &key, body, "application/json").await {
+                if let Err(e) = in_time(
+                    inv,
+                    upload::put(client, bucket, &key, body, "application/json"),
+                )
+                .await
+                {
                     result.key = None;
                     upload_error = Some(e);
                 }
@@ -353,9 +354,17 @@ impl Executor {
             let own = Instant::now() + self.settings.clone_timeout;
             deadline.map_or(own, |d| d.min(own))
         };
-        let timeout_seconds = clone_deadline
-            .saturating_duration_since(Instant::now())
-            .as_secs();
+        let left = clone_deadline.saturating_duration_since(Instant::now());
+        let timeout_seconds = left.as_secs();
+        // A stalled server is the one case the progress callbacks never see:
+        // libgit2's socket timeouts end it at the clone's deadline.
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: process-wide libgit2 options; one job runs at a time
+        // (JOB_LOCK) and no clone is under way while they are set.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms.min(30_000));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+        }
         let job = job.clone();
         let dest = dir.join("repo");
         let max_bytes = self.settings.clone_max_bytes;
@@ -513,6 +522,27 @@ fn build_result(
         }
     }
     result
+}
+
+/// Kept from the deadline for the reply itself once S3 is given up on.
+const REPLY_MARGIN: Duration = Duration::from_millis(500);
+
+/// An S3 step bounded by the invocation deadline: a slow S3 must not cost
+/// the result (the log already went to the function's log as it came).
+async fn in_time<T>(
+    inv: &Invocation,
+    step: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(deadline) = inv.deadline else {
+        return step.await;
+    };
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(REPLY_MARGIN);
+    tokio::time::timeout(left, step)
+        .await
+        .unwrap_or_else(|_| Err(Error::UploadDeadline))
 }
 
 fn millis(d: Duration) -> u64 {

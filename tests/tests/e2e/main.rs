@@ -7,6 +7,7 @@
 mod aws_double;
 mod clone;
 mod control;
+mod faults;
 mod hostile;
 mod lambda;
 mod scheduled;
