@@ -205,9 +205,18 @@ print(json.dumps({"real": True, "tried": tried}))
         "fill_all_tmp.py",
         "import os\nchunk = b'\\0' * (8 << 20)\ntry:\n    with open('/tmp/all.bin', 'wb') as f:\n        while True:\n            f.write(chunk)\n            f.flush()\nexcept OSError as e:\n    print('full:', e.errno)\n",
     );
-    repo.file("close_stdio.py", "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.2)\n");
-    repo.file("binary.py", "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe \\x00 \\x1b[31mred\\x1b[0m\\n')\n");
-    repo.file("die_by_signal.py", "import os\nprint('bye', flush=True)\nos.kill(os.getpid(), 9)\n");
+    repo.file(
+        "close_stdio.py",
+        "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.2)\n",
+    );
+    repo.file(
+        "binary.py",
+        "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe \\x00 \\x1b[31mred\\x1b[0m\\n')\n",
+    );
+    repo.file(
+        "die_by_signal.py",
+        "import os\nprint('bye', flush=True)\nos.kill(os.getpid(), 9)\n",
+    );
     repo.file("big_output.py", "import os\nwith open(os.environ['PYEXEC_OUTPUT'], 'w') as f:\n    f.write('\"' + 'x' * (50 << 20) + '\"')\nprint('small stdout')\n");
     repo.file("leave.py", "import os\nfor d in (os.environ['HOME'], os.environ['TMPDIR'], '/tmp'):\n    open(os.path.join(d, 'left-by-job-1'), 'w').write('secret')\n");
     repo.file(
@@ -223,7 +232,11 @@ fn hostile_scripts_are_contained() {
     let job = |script: &str| json!({"repository": {"url": s.git.url("table"), "token": TOKEN}, "script": script});
     let check_clean = |case: &str| {
         let runtime = s.rie.runtime_pid().expect("runtime alive");
-        assert_eq!(proc_children_of(runtime), Vec::<u32>::new(), "{case}: processes left");
+        assert_eq!(
+            proc_children_of(runtime),
+            Vec::<u32>::new(),
+            "{case}: processes left"
+        );
         s.expect(&s.job("/jobs/hello.py"), "SUCCEEDED");
     };
 
@@ -233,7 +246,10 @@ fn hostile_scripts_are_contained() {
     let mut j = job("runtime_api.py");
     j["env"] = json!({"RUNTIME_API": s.rie.runtime_api().trim_start_matches("http://")});
     let v = s.expect(&j, "SUCCEEDED");
-    assert_eq!(v["output"]["real"], true, "the caller got the real result: {v:#}");
+    assert_eq!(
+        v["output"]["real"], true,
+        "the caller got the real result: {v:#}"
+    );
     assert_ne!(v["output"]["tried"]["answer"], 202, "{v:#}");
     check_clean("runtime api");
 
@@ -243,7 +259,10 @@ fn hostile_scripts_are_contained() {
     }
 
     let v = s.expect(&job("fill_all_tmp.py"), "SUCCEEDED");
-    assert_eq!(v["output"], "full: 28\n", "ENOSPC: /tmp is the only place to fill");
+    assert_eq!(
+        v["output"], "full: 28\n",
+        "ENOSPC: /tmp is the only place to fill"
+    );
     check_clean("fill /tmp");
 
     let v = s.expect(&job("close_stdio.py"), "SUCCEEDED");
@@ -251,7 +270,10 @@ fn hostile_scripts_are_contained() {
     check_clean("close stdio");
 
     let v = s.expect(&job("binary.py"), "SUCCEEDED");
-    assert_eq!(v["log"], "ok \u{fffd}\u{fffd} \u{0} \u{1b}[31mred\u{1b}[0m\n", "invalid UTF-8 replaced, control characters kept as JSON escapes");
+    assert_eq!(
+        v["log"], "ok \u{fffd}\u{fffd} \u{0} \u{1b}[31mred\u{1b}[0m\n",
+        "invalid UTF-8 replaced, control characters kept as JSON escapes"
+    );
     check_clean("binary");
 
     let v = s.expect(&job("die_by_signal.py"), "FAILED");
@@ -266,5 +288,9 @@ fn hostile_scripts_are_contained() {
 
     s.expect(&job("leave.py"), "SUCCEEDED");
     let v = s.expect(&job("snoop.py"), "SUCCEEDED");
-    assert_eq!(v["output"], json!([]), "nothing of the previous job is readable");
+    assert_eq!(
+        v["output"],
+        json!([]),
+        "nothing of the previous job is readable"
+    );
 }
