@@ -304,17 +304,7 @@ pub async fn describe(sdk: &SdkConfig, name: &str) -> Result<ScheduleInfo, Error
         .group_name(GROUP)
         .send()
         .await
-        .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception())
-            {
-                Error::NoSchedule {
-                    name: name.to_owned(),
-                }
-            } else {
-                Error::aws("scheduler:GetSchedule", e)
-            }
-        })?;
+        .map_err(|e| not_found_or(name, "scheduler:GetSchedule", e))?;
     let target = out.target();
     Ok(ScheduleInfo {
         name: out.name().unwrap_or(name).to_owned(),
@@ -370,18 +360,27 @@ pub async fn delete(sdk: &SdkConfig, name: &str) -> Result<(), Error> {
         .group_name(GROUP)
         .send()
         .await
-        .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception())
-            {
-                Error::NoSchedule {
-                    name: name.to_owned(),
-                }
-            } else {
-                Error::aws("scheduler:DeleteSchedule", e)
-            }
-        })?;
+        .map_err(|e| not_found_or(name, "scheduler:DeleteSchedule", e))?;
     Ok(())
+}
+
+/// A missing schedule is named; anything else is the API's error.
+fn not_found_or<E, R>(
+    name: &str,
+    operation: &'static str,
+    e: aws_sdk_scheduler::error::SdkError<E, R>,
+) -> Error
+where
+    E: aws_sdk_scheduler::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if e.code() == Some("ResourceNotFoundException") {
+        Error::NoSchedule {
+            name: name.to_owned(),
+        }
+    } else {
+        Error::aws(operation, e)
+    }
 }
 
 /// Invoke the function once with the schedule's stored job.

@@ -128,13 +128,23 @@ impl Error {
 
     /// The message with its whole chain of causes, for `error.message`.
     pub fn chain(&self) -> String {
-        let mut msg = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        msg
+        chain(self)
     }
+}
+
+/// An error and its causes on one line ("upload failed: dispatch failure:
+/// connection refused"), skipping a cause its parent already quotes. The
+/// AWS SDK's own Display stops at "service error".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
 }

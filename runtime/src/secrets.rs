@@ -144,7 +144,7 @@ where
         "AccessDeniedException" | "AccessDenied" => {
             format!("access denied: the function's role needs {permissions} ({message})")
         }
-        "" => format!("the request failed: {}", crate::upload::error_chain(e)),
+        "" => format!("the request failed: {}", crate::error::chain(e)),
         _ => format!("{code}: {message}"),
     }
 }

@@ -37,24 +37,11 @@ pub async fn client() -> Client {
     )
 }
 
-/// An error and its causes on one line: the SDK's own Display is terse
-/// ("service error").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn upload_error(bucket: &str, key: &str, e: impl std::error::Error) -> Error {
     Error::Upload {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
-        reason: error_chain(&e),
+        reason: crate::error::chain(&e),
     }
 }
 
