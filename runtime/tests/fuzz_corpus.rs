@@ -8,12 +8,16 @@ use pyexec_runtime::job::normalize_script;
 use pyexec_runtime::{Args, Job, Settings};
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
         .collect();
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/artifacts").join(target);
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/artifacts")
+        .join(target);
     if let Ok(found) = std::fs::read_dir(artifacts) {
         inputs.extend(found.map(|e| std::fs::read(e.unwrap().path()).unwrap()));
     }
@@ -23,7 +27,9 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn job_corpus() {
-    let lambda = Settings::for_lambda(|name| (name == "PYEXEC_ALLOWED_GIT_HOSTS").then(|| "github.com,127.0.0.1".to_owned()));
+    let lambda = Settings::for_lambda(|name| {
+        (name == "PYEXEC_ALLOWED_GIT_HOSTS").then(|| "github.com,127.0.0.1".to_owned())
+    });
     let local = Settings::local();
     for input in corpus("job") {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&input)
@@ -52,7 +58,10 @@ fn script_path_corpus() {
         if let Ok(script) = String::from_utf8(input)
             && let Ok(path) = normalize_script(&script)
         {
-            assert!(path.components().all(|c| matches!(c, Component::Normal(_))), "{script:?} -> {path:?}");
+            assert!(
+                path.components().all(|c| matches!(c, Component::Normal(_))),
+                "{script:?} -> {path:?}"
+            );
         }
     }
 }
