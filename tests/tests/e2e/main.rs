@@ -9,6 +9,7 @@ mod clone;
 mod control;
 mod faults;
 mod hostile;
+mod image;
 mod lambda;
 mod scheduled;
 mod soak;
