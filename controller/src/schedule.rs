@@ -24,7 +24,7 @@ pub const GROUP: &str = "pyexec";
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Create a schedule that runs a job.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the schedules in a target.
     List(TargetArg),
     /// Show a schedule and its stored job.
