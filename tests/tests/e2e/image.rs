@@ -676,10 +676,12 @@ fn base_image_stops_a_job_at_the_deadline() {
         &[("jobs/sleep.py", SLEEP), ("jobs/output.py", OUTPUT)],
     );
     // Lambda's timeout 8 s, 2 s kept for the reply: stopped after ~6 s.
-    let c = Container::start(
+    // As some other user than Lambda's: the image works for any.
+    let c = Container::start_with(
         &img.base,
         &function_env(&[("PYEXEC_RESERVE_MS", "2000")]),
         8,
+        &["--user", "4242:4242"],
     );
     let started = Instant::now();
     let v = c.expect(&repo.job("/jobs/sleep.py"), "TIMED_OUT");
@@ -690,12 +692,14 @@ fn base_image_stops_a_job_at_the_deadline() {
         "the result came back after {took:?}, past Lambda's timeout"
     );
     // The same runtime serves the next job, and the sleeper is gone.
-    c.expect(&repo.job("/jobs/output.py"), "SUCCEEDED");
+    let v = c.expect(&repo.job("/jobs/output.py"), "SUCCEEDED");
+    assert_eq!(v["output"]["uid"], 4242);
     let procs = c.processes();
     assert!(
         !procs.iter().any(|(_, cmd)| cmd.contains("python3")),
         "{procs:?}"
     );
+    assert!(procs.iter().all(|(user, _)| user == "4242"), "{procs:?}");
 }
 
 /// Leaves a file in /tmp and in $HOME, a daemon (double fork, own session)
