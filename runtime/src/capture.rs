@@ -83,14 +83,20 @@ impl LineSplitter {
         LineSplitter { buf: Vec::new() }
     }
 
-    /// Append `data` and move every complete line (redacted) to `out`.
+    /// Append `data` and move every complete line (redacted) to `out`,
+    /// which holds nothing else yet. Each byte is copied once on its way
+    /// (a partial line twice); a chunk is scanned once for its last newline.
     fn push(&mut self, data: &[u8], redactor: &Redactor, out: &mut Vec<u8>) {
-        self.buf.extend_from_slice(data);
-        if let Some(end) = memchr::memrchr(b'\n', &self.buf) {
-            let rest = self.buf.split_off(end + 1);
-            let mut lines = std::mem::replace(&mut self.buf, rest);
-            redactor.redact(&mut lines);
-            out.extend_from_slice(&lines);
+        debug_assert!(out.is_empty());
+        match memchr::memrchr(b'\n', data) {
+            Some(end) => {
+                out.extend_from_slice(&self.buf);
+                out.extend_from_slice(&data[..=end]);
+                self.buf.clear();
+                self.buf.extend_from_slice(&data[end + 1..]);
+                redactor.redact(out);
+            }
+            None => self.buf.extend_from_slice(data),
         }
         if self.buf.len() > MAX_LINE {
             // Redact first, then keep back a possible secret prefix at the end.
@@ -177,11 +183,11 @@ impl Capture {
             return;
         }
         self.total += out.len() as u64;
-        self.tail.extend(&out);
-        if self.tail.len() > self.tail_cap {
-            let excess = self.tail.len() - self.tail_cap;
-            self.tail.drain(..excess);
-        }
+        // Only the part of a chunk that can stay in the tail is copied there.
+        let keep = &out[out.len().saturating_sub(self.tail_cap)..];
+        let excess = (self.tail.len() + keep.len()).saturating_sub(self.tail_cap);
+        self.tail.drain(..excess);
+        self.tail.extend(keep);
         if stream == Stream::Stdout && !self.stdout_overflow {
             if self.stdout.len() + out.len() > self.stdout_cap {
                 self.stdout_overflow = true;

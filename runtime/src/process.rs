@@ -70,6 +70,10 @@ pub async fn run_script(
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         unreachable!("both pipes were requested");
     };
+    // Bigger pipes: a script that prints a lot fills 64 KiB pipes in
+    // microseconds and then waits for the runtime at every chunk.
+    grow_pipe(&stdout);
+    grow_pipe(&stderr);
 
     let mut exit = ScriptExit::default();
     let (mut out_open, mut err_open) = (true, true);
@@ -78,8 +82,8 @@ pub async fn run_script(
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let timer = tokio::time::sleep_until(limits.deadline.unwrap_or(far));
     tokio::pin!(timer);
-    let mut obuf = vec![0u8; 64 * 1024];
-    let mut ebuf = vec![0u8; 64 * 1024];
+    let mut obuf = vec![0u8; READ_BUF];
+    let mut ebuf = vec![0u8; READ_BUF];
 
     while out_open || err_open || status.is_none() {
         tokio::select! {
@@ -122,6 +126,17 @@ pub async fn run_script(
     exit.exit_code = status.code();
     exit.signal = status.signal();
     Ok(exit)
+}
+
+/// Bytes asked of a pipe per read (small enough that the buffer and the
+/// capture's copy of it stay in cache), and the pipe size asked of the kernel
+/// (Linux allows 1 MiB without privileges, `/proc/sys/fs/pipe-max-size`).
+const READ_BUF: usize = 128 * 1024;
+const PIPE_SIZE: i32 = 1 << 20;
+
+fn grow_pipe(pipe: &impl std::os::fd::AsFd) {
+    // Best effort: the default size still works, only slower.
+    let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
 }
 
 fn signal_group(pgid: Option<u32>, signal: Signal) {
