@@ -30,12 +30,15 @@ use crate::stats::{Series, clock_ticks, comm, cpu_ticks};
 
 const USAGE: &str = "\
 usage: scripts/bench [--quick] [--rows 1,2,3,4,5] [--runs N] [--clone-dir DIR]
+                     [--bootstrap PATH]
 
   --quick          fewer repetitions (about 2 minutes once built)
   --rows LIST      only these rows (1 job overhead, 2 Python executor,
                    3 clone, 4 output capture, 5 warm throughput)
   --runs N         repetitions for every row (default: 15, quick: 5)
   --clone-dir DIR  where row 3 clones (default: a tmpfs under /dev/shm)
+  --bootstrap PATH the runtime to measure (default: target/release/bootstrap;
+                   image/build-bootstrap makes the image's, target/image/bootstrap)
 ";
 
 struct Opts {
@@ -43,6 +46,7 @@ struct Opts {
     rows: Vec<u32>,
     runs: Option<usize>,
     clone_dir: Option<PathBuf>,
+    bootstrap: Option<PathBuf>,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -51,6 +55,7 @@ fn parse_opts(args: &[String]) -> Opts {
         rows: vec![1, 2, 3, 4, 5],
         runs: None,
         clone_dir: None,
+        bootstrap: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -70,6 +75,7 @@ fn parse_opts(args: &[String]) -> Opts {
             }
             "--runs" => o.runs = value().parse().ok().filter(|&n| n > 0),
             "--clone-dir" => o.clone_dir = Some(PathBuf::from(value())),
+            "--bootstrap" => o.bootstrap = Some(PathBuf::from(value())),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0)
@@ -161,7 +167,9 @@ impl Ctx {
         };
         let pyexec = need(release.join("pyexec"), "run scripts/bench (it builds it)");
         let bootstrap = need(
-            release.join("bootstrap"),
+            opts.bootstrap
+                .clone()
+                .unwrap_or_else(|| release.join("bootstrap")),
             "run scripts/bench (it builds it)",
         );
         let rie = need(
@@ -370,6 +378,7 @@ impl Ctx {
         let job = self.small_job();
         let (mut hand, mut run, mut boot, mut py) = Default::default();
         let (mut server, mut hand_total) = (0u64, Duration::ZERO);
+        let (mut boot_clone, mut boot_script) = (Series::default(), Series::default());
         for i in 0..self.runs {
             for k in 0..4 {
                 match (i + k) % 4 {
@@ -386,6 +395,9 @@ impl Ctx {
                         let v = warm.boot.invoke(&job);
                         Series::push_ms(&mut boot, t.elapsed());
                         expect_ok(&v, "bootstrap");
+                        let ms = |k: &str| v["timings_ms"][k].as_f64().unwrap_or(f64::NAN);
+                        boot_clone.push(ms("clone"));
+                        boot_script.push(ms("script"));
                     }
                     _ => {
                         let t = Instant::now();
@@ -402,6 +414,20 @@ impl Ctx {
             "git server CPU per small clone: {server_ms:.1} ms ({:.0}% of the by-hand job)",
             share * 100.0
         ));
+        report.note(format!(
+            "bootstrap's own timings for the small job (medians): clone {:.0} ms, script {:.0} ms",
+            boot_clone.median(),
+            boot_script.median()
+        ));
+        for (name, rie) in [("bootstrap", &warm.boot), ("Python executor", &warm.py)] {
+            if let Some((pid, _)) = rie.launched() {
+                report.note(format!(
+                    "{name} after {} warm jobs: {}",
+                    self.runs + 2,
+                    memory_breakdown(pid)
+                ));
+            }
+        }
         let hand = Cell::ms("by hand: git clone --depth 1 + python3", hand);
         if opts.rows.contains(&1) {
             report.row(
@@ -575,9 +601,32 @@ impl Ctx {
             "args": [MIB.to_string()],
         });
         let mbs = |d: Duration| (MIB as f64 * 1_048_576.0 / 1e6) / d.as_secs_f64();
-        let (mut ours, mut base, mut rss) =
-            (Series::default(), Series::default(), Series::default());
+        let (mut ours, mut base, mut rss, mut floor) = (
+            Series::default(),
+            Series::default(),
+            Series::default(),
+            Series::default(),
+        );
         for i in 0..runs {
+            // The floor of any capture: the same bytes through a pipe to
+            // the cheapest reader there is.
+            let t = Instant::now();
+            let mut py = Command::new("python3")
+                .arg(&script)
+                .arg(MIB.to_string())
+                .env_clear()
+                .envs(self.hand_env())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3");
+            let cat = Command::new("cat")
+                .stdin(Stdio::from(py.stdout.take().unwrap()))
+                .stdout(Stdio::null())
+                .status()
+                .expect("cat");
+            assert!(py.wait().unwrap().success() && cat.success());
+            floor.push(mbs(t.elapsed()));
             for k in 0..2 {
                 if (i + k) % 2 == 0 {
                     let t = Instant::now();
@@ -606,12 +655,19 @@ impl Ctx {
         report.row(
             "4a",
             "output capture: a script writing 1 GiB to stdout",
-            Cell::mbs("bootstrap (capture + CloudWatch)", ours),
+            Cell::mbs("bootstrap (capture + CloudWatch)", ours.clone()),
             Cell::mbs("python3 script.py > /dev/null", base),
             Goal::RatioAtLeast(0.9),
         );
         report.row(
             "4b",
+            "output capture vs the pipe floor",
+            Cell::mbs("bootstrap", ours.clone()),
+            Cell::mbs("python3 script.py \\| cat > /dev/null", floor),
+            Goal::Info,
+        );
+        report.row(
+            "4c",
             "runtime peak RSS during the 1 GiB job",
             Cell::mb("bootstrap", rss),
             Cell::none(),
@@ -699,6 +755,26 @@ fn clone_with_runtime(url: &str, dest: &Path) {
         timeout_seconds: 600,
     };
     checkout::checkout(&req).unwrap_or_else(|e| panic!("runtime clone of {url}: {e}"));
+}
+
+/// VmHWM, and what the resident set is made of now (/proc/PID/status).
+fn memory_breakdown(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or("?".to_owned(), |kib| format!("{:.1} MB", kib / 1024.0))
+    };
+    format!(
+        "peak RSS {}, now {} = {} anonymous + {} file-backed (the binary and its libraries)",
+        field("VmHWM:"),
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    )
 }
 
 fn count_files(dir: &Path) -> usize {
