@@ -75,7 +75,11 @@ fn parse_opts(args: &[String]) -> Opts {
             }
             "--runs" => o.runs = value().parse().ok().filter(|&n| n > 0),
             "--clone-dir" => o.clone_dir = Some(PathBuf::from(value())),
-            "--bootstrap" => o.bootstrap = Some(PathBuf::from(value())),
+            "--bootstrap" => {
+                // The emulator starts it from another directory.
+                let p = PathBuf::from(value());
+                o.bootstrap = Some(std::fs::canonicalize(&p).unwrap_or(p));
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0)
