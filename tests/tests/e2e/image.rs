@@ -59,6 +59,10 @@ fn images() -> &'static Images {
         let started = Instant::now();
         run_logged(&mut Command::new(root.join("image/build-test-base")));
         let bootstrap = image_bootstrap();
+        // Rebuilding the base leaves its previous version untagged, still
+        // the parent of the previous custom image: removed once both are
+        // rebuilt (image/build removes what it can itself).
+        let previous_base = image_id(BASE_TAG);
         run_logged(
             Command::new(root.join("image/build"))
                 .args(["--base", TEST_BASE, "--tag", BASE_TAG, "--bootstrap"])
@@ -72,12 +76,25 @@ fn images() -> &'static Images {
                 .args(["--base", BASE_TAG, "--tag", CUSTOM_TAG])
                 .env("PIP", pip()),
         );
+        if let Some(previous) = previous_base
+            && image_id(BASE_TAG).as_ref() != Some(&previous)
+        {
+            let _ = docker(&["image", "rm", &previous]);
+        }
         eprintln!("images built in {:?}", started.elapsed());
         Images {
             base: BASE_TAG.to_owned(),
             custom: CUSTOM_TAG.to_owned(),
         }
     })
+}
+
+/// The id of the image a tag names, if any.
+fn image_id(tag: &str) -> Option<String> {
+    let out = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn require_docker() {
