@@ -490,6 +490,26 @@ for path in (os.path.join(os.environ["TMPDIR"], "fill"), "/tmp/fill-the-disk"):
 print(f"filled /tmp with {written} MiB: no space left", flush=True)
 "#;
 
+/// Runs into Lambda's limits of 1,024 processes and file descriptors, and
+/// leaves the processes running.
+const LIMITS: &str = r#"import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(3600)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print("forked", n, "then:", e.strerror, flush=True)
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    print("opened", len(fds), "then:", e.strerror, flush=True)
+"#;
+
 const SLEEP: &str = "import time\nprint('sleeping', flush=True)\ntime.sleep(1000)\n";
 
 // ---------------------------------------------------------------------------
@@ -600,6 +620,7 @@ fn base_image_runs_jobs_under_lambda_restrictions() {
             ("jobs/output.py", OUTPUT),
             ("jobs/write_outside.py", WRITE_OUTSIDE),
             ("jobs/fill_tmp.py", FILL_TMP),
+            ("jobs/limits.py", LIMITS),
         ],
     );
     let endpoint = moto.endpoint();
@@ -647,6 +668,19 @@ fn base_image_runs_jobs_under_lambda_restrictions() {
     );
     let v = c.expect(&repo.job("/jobs/boto.py"), "SUCCEEDED");
     assert!(log_of(&v).contains("buckets: inventory"), "{v:#}");
+
+    // A job that hits the process and file-descriptor limits; its
+    // processes are killed and the next job runs.
+    let v = c.expect(&repo.job("/jobs/limits.py"), "SUCCEEDED");
+    let log = log_of(&v);
+    assert!(
+        log.contains("then: Resource temporarily unavailable"),
+        "{log}"
+    );
+    assert!(log.contains("then: Too many open files"), "{log}");
+    c.expect(&repo.job("/jobs/output.py"), "SUCCEEDED");
+    let procs = c.processes();
+    assert_eq!(procs.len(), 2, "RIE and bootstrap only: {procs:?}");
 
     // The script's log reached the function's stdout (CloudWatch).
     assert!(c.logs().contains("filled /tmp with"), "{}", tail(&c.logs()));
