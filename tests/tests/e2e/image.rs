@@ -631,10 +631,21 @@ fn base_image_runs_jobs_under_lambda_restrictions() {
     );
 
     // boto3, imported by plain python3, acts with the function's
-    // credentials (moto's S3 here).
-    let v = c.expect(&repo.job("/jobs/boto.py"), "SUCCEEDED");
+    // credentials (moto's S3 here); the runtime uploads the result and the
+    // log from inside the container.
+    let mut job = repo.job("/jobs/boto.py");
+    job["s3_bucket"] = json!("inventory");
+    let v = c.expect(&job, "SUCCEEDED");
     assert!(log_of(&v).contains("boto3 1."), "{v:#}");
     assert!(log_of(&v).contains("buckets: inventory"), "{v:#}");
+    let log_key = v["log_key"].as_str().expect("log_key");
+    let stored = moto
+        .get_object("inventory", log_key)
+        .expect("log.txt in S3");
+    assert!(
+        String::from_utf8_lossy(&stored).contains("buckets: inventory"),
+        "{v:#}"
+    );
     let init = c.init_duration_ms().expect("the RIE's INIT REPORT");
     eprintln!(
         "cold start (bootstrap start to its first /next): {init} ms; first job timings {}",
