@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pyexec_tests::procfs_util::{is_alive, proc_children_of};
+use pyexec_tests::kill_pid;
+use pyexec_tests::procfs_util::is_alive;
 
 use crate::proxy::NextProxy;
 
@@ -159,31 +160,14 @@ impl BenchRie {
 
 impl Drop for BenchRie {
     fn drop(&mut self) {
-        let mut killed = Vec::new();
-        for _ in 0..3 {
-            let descendants = proc_children_of(self.child.id());
-            if descendants.is_empty() {
-                break;
-            }
-            for &pid in &descendants {
-                kill(pid);
-            }
-            killed.extend(descendants);
-        }
-        kill(self.child.id());
+        let killed = pyexec_tests::procfs_util::kill_descendants(self.child.id());
+        kill_pid(self.child.id());
         let _ = self.child.wait();
         let deadline = Instant::now() + Duration::from_secs(5);
         while killed.iter().any(|&p| is_alive(p)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = std::fs::remove_file(&self.launch_log);
-    }
-}
-
-fn kill(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 

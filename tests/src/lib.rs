@@ -211,8 +211,8 @@ pub(crate) fn stop_group(child: &mut Child, sig: libc::c_int, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Sends SIGKILL to one pid (ignoring errors).
-pub(crate) fn kill_pid(pid: u32) {
+/// SIGKILL one process (gone already is fine).
+pub fn kill_pid(pid: u32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -70,6 +70,23 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// SIGKILL every descendant of `root` (a few rounds, for children forked
+/// meanwhile); returns the pids killed, to wait for.
+pub fn kill_descendants(root: u32) -> Vec<u32> {
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let descendants = proc_children_of(root);
+        if descendants.is_empty() {
+            break;
+        }
+        for &pid in &descendants {
+            crate::kill_pid(pid);
+        }
+        killed.extend(descendants);
+    }
+    killed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

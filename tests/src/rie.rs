@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::procfs_util::{is_alive, proc_children_of};
-use crate::{TestDir, free_port, kill_pid, read_lossy, require_peer};
+use crate::{TestDir, free_port, read_lossy, require_peer};
 
 const UNSHARE: &str = "/usr/bin/unshare";
 
@@ -172,17 +172,7 @@ impl Drop for Rie {
     fn drop(&mut self) {
         // The runtime and whatever it started may live outside the RIE's
         // process group: kill every descendant, then the group.
-        let mut killed = Vec::new();
-        for _ in 0..3 {
-            let descendants = proc_children_of(self.child.id());
-            if descendants.is_empty() {
-                break;
-            }
-            for &pid in &descendants {
-                kill_pid(pid);
-            }
-            killed.extend(descendants);
-        }
+        let killed = crate::procfs_util::kill_descendants(self.child.id());
         crate::stop_group(&mut self.child, libc::SIGKILL, Duration::ZERO);
         crate::wait_until(
             Duration::from_secs(5),
