@@ -13,9 +13,19 @@ use pyexec_runtime::ExecutionStatus;
 /// Exit code for errors and bad usage (SPEC.md).
 const EXIT_ERROR: u8 = 2;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `pyexec run` supervises scripts like the Lambda runtime does.
+    match pyexec_runtime::confine::runtime() {
+        Ok(rt) => rt.block_on(run_cli(cli)),
+        Err(e) => {
+            eprintln!("pyexec: error: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> ExitCode {
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

@@ -53,6 +53,9 @@ pub enum Error {
     #[error("script {script} is not a regular file")]
     ScriptNotFile { script: String },
 
+    #[error("cannot build the seccomp filter that keeps the script off the runtime")]
+    Confine { source: seccompiler::BackendError },
+
     #[error("cannot start {python:?}")]
     Spawn {
         python: String,
@@ -122,7 +125,7 @@ impl Error {
             Error::Spawn { .. } => "spawn_failed",
             Error::Upload { .. } | Error::UploadDeadline => "upload_failed",
             Error::Cancelled => "cancelled",
-            Error::Io { .. } => "internal",
+            Error::Io { .. } | Error::Confine { .. } => "internal",
         }
     }
 

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{Capture, Captured, LiveLog};
 use crate::checkout::{self, CheckoutRequest, Credentials};
 use crate::cleanup::{self, DirSweep};
+use crate::confine::Confinement;
 use crate::error::Error;
 use crate::job::{Auth, Job, Secret, ValidJob};
 use crate::process::{self, Limits, ScriptCommand, ScriptExit};
@@ -230,6 +231,11 @@ impl Executor {
             &output_file,
             &artifacts_dir,
         );
+        // Snapshot of the threads to protect, taken just before the fork.
+        let confinement = match Confinement::protecting_this_process() {
+            Ok(c) => c,
+            Err(source) => return fail(Error::Confine { source }, timings, Some(checkout.commit)),
+        };
         self.set_phase("running");
         let t = Instant::now();
         let limits = Limits {
@@ -243,6 +249,7 @@ impl Executor {
             args: &job.args,
             cwd: &repo_dir,
             env,
+            confinement,
         };
         let exit = process::run_script(cmd, limits, &mut capture).await;
         timings.script = millis(t.elapsed());

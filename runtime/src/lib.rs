@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod checkout;
 pub mod cleanup;
+pub mod confine;
 pub mod error;
 pub mod executor;
 pub mod job;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{Capture, Stream};
 use crate::cleanup::kill_job_processes;
+use crate::confine::Confinement;
 use crate::error::Error;
 
 pub struct ScriptCommand<'a> {
@@ -23,6 +24,8 @@ pub struct ScriptCommand<'a> {
     pub args: &'a [String],
     pub cwd: &'a Path,
     pub env: Vec<(String, String)>,
+    /// Installed in the child before exec; see [`crate::confine`].
+    pub confinement: Confinement,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +65,9 @@ pub async fn run_script(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    let confinement = cmd.confinement;
+    // SAFETY: `apply` only makes async-signal-safe calls, without allocating.
+    unsafe { command.pre_exec(move || confinement.apply()) };
     let mut child = command.spawn().map_err(|source| Error::Spawn {
         python: cmd.python.to_string_lossy().into_owned(),
         source,

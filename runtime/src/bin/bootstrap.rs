@@ -11,8 +11,11 @@ use pyexec_runtime::capture::{JsonLog, LiveLog, RawLog};
 use pyexec_runtime::{Executor, Invocation, Settings};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    pyexec_runtime::confine::runtime()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Error> {
     // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL.
     lambda_runtime::tracing::init_default_subscriber();
     let json_logs =

@@ -199,6 +199,8 @@ except Exception as e:
 print(json.dumps({"real": True, "tried": tried}))
 "#,
     );
+    repo.file("kill_runtime.py", KILL_RUNTIME);
+    repo.file("list.py", LIST);
     repo.file("fork_many.py", "import os, time\nfor _ in range(300):\n    if os.fork() == 0:\n        time.sleep(1000)\n        os._exit(0)\nprint('forked')\n");
     repo.file("nohup.py", "import subprocess\nsubprocess.Popen(['nohup', 'sleep', '1000'], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\nprint('started')\n");
     repo.file(
@@ -252,6 +254,20 @@ fn hostile_scripts_are_contained() {
     );
     assert_ne!(v["output"]["tried"]["answer"], 202, "{v:#}");
     check_clean("runtime api");
+
+    // The runtime's own user could signal it away (and the platform would
+    // start a fresh one that knows nothing of this job's daemon and files):
+    // every way is refused, the runtime cleans up as after any job.
+    let runtime = s.rie.runtime_pid();
+    let v = s.expect(&job("kill_runtime.py"), "SUCCEEDED");
+    assert_runtime_untouched(&v);
+    assert_eq!(s.rie.runtime_pid(), runtime, "the runtime was restarted");
+    check_clean("kill the runtime");
+    let v = s.expect(&job("list.py"), "SUCCEEDED");
+    assert!(
+        !v["output"]["tmp"].to_string().contains("left-by-killer"),
+        "{v:#}"
+    );
 
     for case in ["fork_many.py", "nohup.py"] {
         s.expect(&job(case), "SUCCEEDED");

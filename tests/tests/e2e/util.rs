@@ -6,7 +6,7 @@ use std::process::Command;
 
 use pyexec_tests::fixture::RepoBuilder;
 use pyexec_tests::{TestDir, bin_path};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The token every authenticated server checks.
 pub const TOKEN: &str = "ghp_e2eTestTokenValue0123456789abcdef";
@@ -108,4 +108,60 @@ pub fn ops_repo(root: &Path) -> Fixture {
 
 pub fn test_dir(name: &str) -> TestDir {
     TestDir::new(name)
+}
+
+/// A job that leaves a daemon and a file in /tmp, then tries every way to end
+/// the runtime (its parent) that a same-user process has, and reports each
+/// errno. `kill(-1)` uses signal 0: the tests run as root, where a filter that
+/// failed would otherwise signal the whole machine.
+pub const KILL_RUNTIME: &str = r#"import ctypes, errno, fcntl, json, os, platform, resource, signal, subprocess
+runtime = os.getppid()
+above = int(open(f"/proc/{runtime}/stat").read().rsplit(")", 1)[1].split()[1])
+open("/tmp/left-by-killer", "w").write("x")
+subprocess.Popen(["python3", "-c", "import time; time.sleep(3600)  # trace-killer"],
+                 start_new_session=True)
+libc = ctypes.CDLL(None, use_errno=True)
+TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+def tgkill(tgid, tid, sig):
+    if libc.syscall(TGKILL, tgid, tid, sig) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+def attempt(f):
+    try:
+        f()
+        return "done"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+def read(path):
+    with open(path, "rb") as f:
+        f.read(1)
+tids = [int(t) for t in os.listdir(f"/proc/{runtime}/task")]
+r, w = os.pipe()
+tried = {
+    "kill": attempt(lambda: os.kill(runtime, signal.SIGKILL)),
+    "kill_thread": sorted({attempt(lambda t=t: os.kill(t, signal.SIGKILL)) for t in tids}),
+    "tgkill": sorted({attempt(lambda t=t: tgkill(runtime, t, signal.SIGKILL)) for t in tids}),
+    "killpg": attempt(lambda: os.killpg(os.getpgid(runtime), signal.SIGKILL)),
+    "kill_all": attempt(lambda: os.kill(-1, 0)),
+    "pidfd": attempt(lambda: signal.pidfd_send_signal(os.open(f"/proc/{runtime}", os.O_RDONLY), signal.SIGKILL)),
+    "prlimit": attempt(lambda: resource.prlimit(runtime, resource.RLIMIT_CPU, (0, 0))),
+    "setown": attempt(lambda: fcntl.fcntl(r, fcntl.F_SETOWN, runtime)),
+    "parent": attempt(lambda: os.kill(above, signal.SIGTERM)),
+    "environ": attempt(lambda: read(f"/proc/{runtime}/environ")),
+    "mem": attempt(lambda: read(f"/proc/{runtime}/mem")),
+}
+json.dump(tried, open(os.environ["PYEXEC_OUTPUT"], "w"))
+"#;
+
+/// Every signal the job tried to send at the runtime or its parent was
+/// refused (the reads of its memory are the caller's to check: root may).
+pub fn assert_runtime_untouched(result: &Value) {
+    let refused = json!({
+        "kill": "EPERM", "kill_thread": ["EPERM"], "tgkill": ["EPERM"], "killpg": "EPERM",
+        "kill_all": "EPERM", "pidfd": "EPERM", "prlimit": "EPERM", "setown": "EPERM",
+        "parent": "EPERM",
+    });
+    for (attempt, want) in refused.as_object().into_iter().flatten() {
+        assert_eq!(&result["output"][attempt], want, "{attempt}: {result:#}");
+    }
 }
