@@ -8,11 +8,12 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use pyexec_tests::kill_pid;
 use pyexec_tests::procfs_util::is_alive;
+use pyexec_tests::rie::emulator_command;
 
 use crate::proxy::NextProxy;
 
@@ -49,16 +50,8 @@ impl BenchRie {
         let proxy = opts
             .proxy
             .then(|| NextProxy::start(SocketAddr::from(([127, 0, 0, 1], api_port))));
-        let mut cmd = Command::new("/usr/bin/unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount -t tmpfs -o size=2g tmpfs /tmp && exec "$@""#)
-            .arg("sh")
-            .arg(rie)
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg(bench_exe)
+        let mut cmd = emulator_command(Path::new("/usr/bin/unshare"), rie, "2g", port, api_port);
+        cmd.arg(bench_exe)
             .arg("__launch")
             .args(&opts.argv)
             .current_dir(opts.cwd)

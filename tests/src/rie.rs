@@ -27,6 +27,30 @@ pub struct Rie {
     child: Child,
 }
 
+/// The emulator on `port` with its Runtime API on `api_port`, in a private
+/// mount namespace with a tmpfs /tmp of `tmp_size` (like Lambda's); the
+/// runtime's command line is the caller's to add.
+pub fn emulator_command(
+    unshare: &Path,
+    rie: &Path,
+    tmp_size: &str,
+    port: u16,
+    api_port: u16,
+) -> Command {
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            r#"mount -t tmpfs -o size={tmp_size} tmpfs /tmp && exec "$@""#
+        ))
+        .arg("sh")
+        .arg(rie)
+        .arg("--runtime-interface-emulator-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--runtime-api-address")
+        .arg(format!("127.0.0.1:{api_port}"));
+    cmd
+}
+
 impl Rie {
     /// Starts the emulator for `bootstrap` with only PATH/HOME/LANG from
     /// this process's environment, plus `env` and
@@ -49,17 +73,8 @@ impl Rie {
             api_port = free_port();
         }
 
-        let mut cmd = Command::new(unshare);
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount -t tmpfs -o size=512m tmpfs /tmp && exec "$@""#)
-            .arg("sh")
-            .arg(rie)
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg(&bootstrap)
-            .env_clear();
+        let mut cmd = emulator_command(&unshare, &rie, "512m", port, api_port);
+        cmd.arg(&bootstrap).env_clear();
         for keep in ["PATH", "HOME", "LANG"] {
             if let Some(v) = std::env::var_os(keep) {
                 cmd.env(keep, v);

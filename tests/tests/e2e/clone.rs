@@ -255,20 +255,15 @@ fn local_repositories_and_bad_input() {
     let t = test_dir("local");
     let fx = ops_repo(t.path());
     let repo = t.path().join("ops.git");
-    let v = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--ref",
-            "main",
-            "--script",
-            "/jobs/output.py",
-        ],
-        &[],
-    )
-    .expect(0, "SUCCEEDED");
+    let repo_arg = repo.to_str().unwrap();
+    let run_local = |args: &[&str]| {
+        pyexec(
+            t.path(),
+            &[&["run", "--repo", repo_arg][..], args].concat(),
+            &[],
+        )
+    };
+    let v = run_local(&["--ref", "main", "--script", "/jobs/output.py"]).expect(0, "SUCCEEDED");
     assert_eq!(v["commit"], fx.main.as_str());
     assert_eq!(
         v["output"],
@@ -297,37 +292,18 @@ fn local_repositories_and_bad_input() {
         "stdout that is one JSON document is parsed"
     );
 
-    let r = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--ref",
-            "main",
-            "--script",
-            "/jobs/exit3.py",
-        ],
-        &[],
-    );
+    let r = run_local(&["--ref", "main", "--script", "/jobs/exit3.py"]);
     let v = r.expect(1, "FAILED");
     assert_eq!(v["exit_code"], 3);
 
-    let r = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--ref",
-            "main",
-            "--script",
-            "/jobs/sleep.py",
-            "--timeout",
-            "1",
-        ],
-        &[],
-    );
+    let r = run_local(&[
+        "--ref",
+        "main",
+        "--script",
+        "/jobs/sleep.py",
+        "--timeout",
+        "1",
+    ]);
     let v = r.expect(124, "TIMED_OUT");
     assert!(
         v["log"].as_str().unwrap().contains("time limit reached"),
@@ -336,21 +312,14 @@ fn local_repositories_and_bad_input() {
 
     // The result and the full log are written to --out.
     let out = t.path().join("out");
-    pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--ref",
-            "main",
-            "--out",
-            out.to_str().unwrap(),
-            "--script",
-            "/jobs/hello.py",
-        ],
-        &[],
-    )
+    run_local(&[
+        "--ref",
+        "main",
+        "--out",
+        out.to_str().unwrap(),
+        "--script",
+        "/jobs/hello.py",
+    ])
     .expect(0, "SUCCEEDED");
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
@@ -362,50 +331,13 @@ fn local_repositories_and_bad_input() {
     );
 
     // Bad usage: exit 2 with the reason.
-    let r = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--script",
-            "x.py",
-            "--env",
-            "NOEQUALS",
-        ],
-        &[],
-    );
+    let r = run_local(&["--script", "x.py", "--env", "NOEQUALS"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("expected KEY=VALUE"), "{}", r.stderr);
-    let r = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--script",
-            "x.py",
-            "--token-env",
-            "UNSET_VAR",
-        ],
-        &[],
-    );
+    let r = run_local(&["--script", "x.py", "--token-env", "UNSET_VAR"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("UNSET_VAR"), "{}", r.stderr);
-    let v = pyexec(
-        t.path(),
-        &[
-            "run",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--script",
-            "x.py",
-            "--env",
-            "LD_PRELOAD=/x.so",
-        ],
-        &[],
-    )
-    .expect(2, "ERROR");
+    let v = run_local(&["--script", "x.py", "--env", "LD_PRELOAD=/x.so"]).expect(2, "ERROR");
     assert!(
         v["error"]["message"]
             .as_str()

@@ -426,20 +426,23 @@ fn deploy_waits_through_pending_and_conflicts() {
         CONFIG.replace("memory_mb = 1024", "memory_mb = 2048"),
     )
     .unwrap();
+    let deploy_more_memory = || {
+        run_cli(
+            t.path(),
+            &[
+                "--config",
+                cfg2.to_str().unwrap(),
+                "deploy",
+                "--target",
+                "a",
+                "--image-uri",
+                "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
+            ],
+            &env,
+        )
+    };
     double.clear_requests();
-    let r = run_cli(
-        t.path(),
-        &[
-            "--config",
-            cfg2.to_str().unwrap(),
-            "deploy",
-            "--target",
-            "a",
-            "--image-uri",
-            "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
-        ],
-        &env,
-    );
+    let r = deploy_more_memory();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let puts: Vec<String> = double
         .requests()
@@ -453,19 +456,7 @@ fn deploy_waits_through_pending_and_conflicts() {
     );
 
     double.clear_requests();
-    let r = run_cli(
-        t.path(),
-        &[
-            "--config",
-            cfg2.to_str().unwrap(),
-            "deploy",
-            "--target",
-            "a",
-            "--image-uri",
-            "111111111111.dkr.ecr.us-east-1.amazonaws.com/pyexec:2",
-        ],
-        &env,
-    );
+    let r = deploy_more_memory();
     assert_eq!(r.json()["outcome"]["plan"]["action"], "no_change");
     assert!(
         double

@@ -28,7 +28,7 @@ use pyexec_tests::moto::Moto;
 use pyexec_tests::{TestDir, target_dir, workspace_root};
 use serde_json::{Value, json};
 
-use crate::util::{KILL_RUNTIME, TOKEN, USER, assert_runtime_untouched, pyexec};
+use crate::util::{KILL_RUNTIME, TOKEN, USER, assert_runtime_untouched, function_env, pyexec};
 
 /// Tags of the images these tests build (stable: a second run reuses the
 /// cached layers).
@@ -422,22 +422,6 @@ impl Repo {
             "script": script,
         })
     }
-}
-
-/// The function's environment for a container that clones from 127.0.0.1
-/// over plain HTTP.
-fn function_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![
-        ("PYEXEC_ALLOW_HTTP", "1"),
-        ("PYEXEC_ALLOWED_GIT_HOSTS", "127.0.0.1"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_MAX_ATTEMPTS", "1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
-    env.extend_from_slice(extra);
-    env
 }
 
 const BOTO: &str = r#"import sys, boto3, botocore

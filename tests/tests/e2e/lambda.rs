@@ -43,17 +43,8 @@ impl Stack {
         let moto = Moto::start();
         moto.create_bucket(BUCKET);
         let endpoint = moto.endpoint();
-        let mut env = vec![
-            ("PYEXEC_ALLOW_HTTP", "1"),
-            ("PYEXEC_ALLOWED_GIT_HOSTS", "127.0.0.1"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            // S3, SSM and Secrets Manager all in moto.
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("AWS_MAX_ATTEMPTS", "1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
+        // S3, SSM and Secrets Manager all in moto.
+        let mut env = function_env(&[("AWS_ENDPOINT_URL", endpoint.as_str())]);
         env.extend_from_slice(extra_env);
         let rie = Rie::start(&bin_path("bootstrap"), &env, function_timeout);
         Stack {

@@ -165,3 +165,19 @@ pub fn assert_runtime_untouched(result: &Value) {
         assert_eq!(&result["output"][attempt], want, "{attempt}: {result:#}");
     }
 }
+
+/// The function's environment for a runtime that clones from 127.0.0.1
+/// over plain HTTP and never asks the EC2 metadata service for credentials.
+pub fn function_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("PYEXEC_ALLOW_HTTP", "1"),
+        ("PYEXEC_ALLOWED_GIT_HOSTS", "127.0.0.1"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
