@@ -184,15 +184,7 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
         }
     };
     let target = config.target(alias, &path)?;
-    // Everything that can be checked offline is, before any AWS call.
-    let job = match cmd {
-        ScheduleCommand::Create(a) => {
-            schedule::expression(a)?;
-            Some(schedule::stored_job(a, &config)?)
-        }
-        _ => None,
-    };
-    let sdk = aws::target_config(&aws::base_config().await, &target, "schedule").await?;
+    let sdk = async || aws::target_config(&aws::base_config().await, &target, "schedule").await;
     let show = |info: &schedule::ScheduleInfo| -> anyhow::Result<()> {
         if cli.json {
             print_json(info)
@@ -215,13 +207,16 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
             Ok(())
         }
     };
-    match (cmd, job) {
-        (ScheduleCommand::Create(a), Some(job)) => {
-            show(&schedule::create(&sdk, &config, &target, a, &job).await?)?
+    match cmd {
+        ScheduleCommand::Create(a) => {
+            // Everything that can be checked offline is, before any AWS call.
+            schedule::expression(a)?;
+            let job = schedule::stored_job(a, &config)?;
+            show(&schedule::create(&sdk().await?, &config, &target, a, &job).await?)?
         }
-        (ScheduleCommand::Describe(n), _) => show(&schedule::describe(&sdk, &n.name).await?)?,
-        (ScheduleCommand::List(_), _) => {
-            let all = schedule::list(&sdk).await?;
+        ScheduleCommand::Describe(n) => show(&schedule::describe(&sdk().await?, &n.name).await?)?,
+        ScheduleCommand::List(_) => {
+            let all = schedule::list(&sdk().await?).await?;
             if cli.json {
                 print_json(&all)?;
             } else {
@@ -230,14 +225,14 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
                 }
             }
         }
-        (ScheduleCommand::Delete(n), _) => {
-            schedule::delete(&sdk, &n.name).await?;
+        ScheduleCommand::Delete(n) => {
+            schedule::delete(&sdk().await?, &n.name).await?;
             if !cli.json {
                 println!("deleted {}", n.name);
             }
         }
-        (ScheduleCommand::RunNow(n), _) => {
-            let result = schedule::run_now(&sdk, &n.name).await?;
+        ScheduleCommand::RunNow(n) => {
+            let result = schedule::run_now(&sdk().await?, &n.name).await?;
             if cli.json {
                 print_json(&result)?;
             } else {
@@ -245,7 +240,6 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
             }
             return Ok(exit(result.execution_status));
         }
-        (ScheduleCommand::Create(_), None) => unreachable!("create always builds its job"),
     }
     Ok(ExitCode::SUCCESS)
 }
