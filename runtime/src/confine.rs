@@ -209,11 +209,15 @@ mod tests {
     use std::os::unix::process::CommandExt;
     use std::process::Command;
 
-    /// Runs `python3 -c code` under a filter protecting this test process.
+    /// Runs `python3 -c code` under a filter protecting this test process;
+    /// its arguments are the threads the filter knows of (the test harness
+    /// starts and ends threads at any time, unlike the runtime).
     fn confined_python(code: &str) -> String {
+        let tids = threads_of("self");
         let confinement = Confinement::protecting_this_process().unwrap();
         let mut cmd = Command::new("python3");
         cmd.args(["-c", code]);
+        cmd.args(tids.iter().map(i32::to_string));
         // SAFETY: `apply` only makes async-signal-safe calls.
         unsafe { cmd.pre_exec(move || confinement.apply()) };
         let out = cmd.output().unwrap();
@@ -227,7 +231,7 @@ mod tests {
         // filter does not take the test runner down.
         let out = confined_python(
             r#"
-import os, signal
+import os, signal, sys
 me, parent = os.getpid(), os.getppid()
 def errno(f):
     try:
@@ -235,7 +239,7 @@ def errno(f):
         return "allowed"
     except OSError as e:
         return e.errno
-tids = [int(t) for t in os.listdir(f"/proc/{parent}/task")]
+tids = [int(t) for t in sys.argv[1:]]
 print(errno(lambda: os.kill(parent, 0)),
       {errno(lambda: os.kill(t, 0)) for t in tids},
       errno(lambda: os.killpg(os.getpgid(parent), 0)),
