@@ -12,6 +12,10 @@ use pyexec_runtime::{Executor, Invocation, Settings};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> Result<(), Error> {
+    // One malloc arena: the runtime's threads mostly wait on git, the script
+    // and S3, and an arena per thread is resident memory for nothing.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1) };
     pyexec_runtime::confine::runtime()?.block_on(serve())
 }
 
