@@ -87,6 +87,33 @@ pub fn kill_descendants(root: u32) -> Vec<u32> {
     killed
 }
 
+/// The remote port of each TCP socket in this network namespace, by inode
+/// (from /proc/net/tcp and tcp6), to tell a process's connections apart.
+pub fn tcp_remote_ports() -> HashMap<u64, u16> {
+    let mut ports = HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        for fields in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            let port = fields
+                .get(2)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let inode = fields.get(9).and_then(|i| i.parse().ok());
+            if let (Some(port), Some(inode)) = (port, inode) {
+                ports.insert(inode, port);
+            }
+        }
+    }
+    ports
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

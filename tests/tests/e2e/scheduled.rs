@@ -3,6 +3,8 @@
 //! uploaded to moto's S3, and EventBridge Scheduler schedules in a target
 //! account (moto) whose stored job runs through RIE.
 
+use std::path::Path;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use pyexec_tests::fixture::RepoBuilder;
@@ -136,6 +138,16 @@ os.symlink("/etc/passwd", os.path.join(d, "passwd"))
 print("wrote")
 "#;
 
+fn artifacts_repo(root: &Path) {
+    let mut repo = RepoBuilder::new(root, "art");
+    repo.file("art.py", ARTIFACTS);
+    repo.commit("artifacts");
+}
+
+fn artifacts_job(s: &Stack) -> Value {
+    json!({"repository": {"url": s.git.url("art"), "token": TOKEN}, "script": "art.py", "s3_bucket": BUCKET})
+}
+
 #[test]
 fn artifacts_are_uploaded_and_the_cap_is_reported() {
     // 4,096 bytes: report.csv (8) and empty.txt (0) fit, sub/detail.txt (5,000) does not.
@@ -143,14 +155,9 @@ fn artifacts_are_uploaded_and_the_cap_is_reported() {
         "artifacts",
         60,
         &[("PYEXEC_MAX_ARTIFACT_BYTES", "4096")],
-        |root| {
-            let mut repo = RepoBuilder::new(root, "art");
-            repo.file("art.py", ARTIFACTS);
-            repo.commit("artifacts");
-        },
+        artifacts_repo,
     );
-    let job = json!({"repository": {"url": s.git.url("art"), "token": TOKEN}, "script": "art.py", "s3_bucket": BUCKET});
-    let v = s.expect(&job, "SUCCEEDED");
+    let v = s.expect(&artifacts_job(&s), "SUCCEEDED");
     let id = v["request_id"].as_str().unwrap();
     let listed: Vec<(String, u64)> = v["artifacts"]
         .as_array()
@@ -193,13 +200,8 @@ fn artifacts_are_uploaded_and_the_cap_is_reported() {
     );
 
     // Without the cap every file goes, with its size.
-    let s = Stack::start("artifacts-all", 60, &[], |root| {
-        let mut repo = RepoBuilder::new(root, "art");
-        repo.file("art.py", ARTIFACTS);
-        repo.commit("artifacts");
-    });
-    let job = json!({"repository": {"url": s.git.url("art"), "token": TOKEN}, "script": "art.py", "s3_bucket": BUCKET});
-    let v = s.expect(&job, "SUCCEEDED");
+    let s = Stack::start("artifacts-all", 60, &[], artifacts_repo);
+    let v = s.expect(&artifacts_job(&s), "SUCCEEDED");
     let id = v["request_id"].as_str().unwrap();
     assert_eq!(v["artifacts_truncated"], false);
     let sizes: Vec<u64> = v["artifacts"]
