@@ -181,3 +181,10 @@ pub fn function_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)>
     env.extend_from_slice(extra);
     env
 }
+
+/// The result is an error of `kind` whose message mentions `needle`.
+pub fn assert_error(v: &Value, kind: &str, needle: &str) {
+    assert_eq!(v["error"]["kind"], kind, "{v:#}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in: {v:#}");
+}
