@@ -3,16 +3,15 @@
 //! refreshed by the SDK before they expire, so long runs keep working.
 
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use crate::config::ResolvedTarget;
 use crate::error::Error;
 
-/// The operator's own configuration (profile, env, `AWS_ENDPOINT_URL*`).
-pub async fn base_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
-}
+/// The operator's own configuration (profile, env, `AWS_ENDPOINT_URL*`):
+/// the standard chain, as the runtime loads its own.
+pub use pyexec_runtime::upload::sdk_config as base_config;
 
 /// A session name that says who and why, within STS's 64 characters of
 /// `[\w+=,.@-]`, e.g. `pyexec-deploy-alice`.

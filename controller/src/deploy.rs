@@ -117,17 +117,27 @@ pub async fn plan(client: &Client, spec: &FunctionSpec) -> Result<Plan, Error> {
     Ok(inspect(client, spec).await?.0)
 }
 
-/// The plan, and the live function's ARN when it exists.
-async fn inspect(client: &Client, spec: &FunctionSpec) -> Result<(Plan, Option<String>), Error> {
-    let live = match client.get_function().function_name(&spec.name).send().await {
-        Ok(out) => out,
+/// The live function, or `None` when there is none by that name.
+pub(crate) async fn get_function(
+    client: &Client,
+    name: &str,
+) -> Result<Option<GetFunctionOutput>, Error> {
+    match client.get_function().function_name(name).send().await {
+        Ok(out) => Ok(Some(out)),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            return Ok((Plan::Create, None));
+            Ok(None)
         }
-        Err(e) => return Err(Error::aws("lambda:GetFunction", e)),
+        Err(e) => Err(Error::aws("lambda:GetFunction", e)),
+    }
+}
+
+/// The plan, and the live function's ARN when it exists.
+async fn inspect(client: &Client, spec: &FunctionSpec) -> Result<(Plan, Option<String>), Error> {
+    let Some(live) = get_function(client, &spec.name).await? else {
+        return Ok((Plan::Create, None));
     };
     let arn = live
         .configuration()

@@ -154,12 +154,7 @@ async fn invoke_target(
     if args.full_log
         && let (Some(bucket), Some(key)) = (&result.bucket, &result.log_key)
     {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(endpoint_set())
-                .build(),
-        );
-        let obj = s3
+        let obj = pyexec_runtime::upload::client_for(&sdk)
             .get_object()
             .bucket(bucket)
             .key(key)
@@ -175,11 +170,6 @@ async fn invoke_target(
         result.log_truncated = false;
     }
     Ok(result)
-}
-
-fn endpoint_set() -> bool {
-    std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
 }
 
 /// One synchronous invocation. A function error (the runtime crashed, or

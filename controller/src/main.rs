@@ -210,9 +210,9 @@ async fn schedule_cmd(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<ExitCo
     match cmd {
         ScheduleCommand::Create(a) => {
             // Everything that can be checked offline is, before any AWS call.
-            schedule::expression(a)?;
+            let expression = schedule::expression(a)?;
             let job = schedule::stored_job(a, &config)?;
-            show(&schedule::create(&sdk().await?, &config, &target, a, &job).await?)?
+            show(&schedule::create(&sdk().await?, &config, &target, a, &expression, &job).await?)?
         }
         ScheduleCommand::Describe(n) => show(&schedule::describe(&sdk().await?, &n.name).await?)?,
         ScheduleCommand::List(_) => {

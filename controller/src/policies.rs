@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{check_account_id, check_external_id};
+use crate::config::{DEFAULT_FUNCTION_NAME, check_account_id, check_external_id};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Args)]
@@ -50,6 +50,24 @@ pub const ONBOARD: &str = "OnboardSpotUserPolicyForTargetAccount";
 pub const SECRETS: &str = "PyexecReadGitTokens";
 pub const SCHEDULES: &str = "PyexecManageSchedules";
 pub const ECR: &str = "ECR-Related-Policy-For-Spot-ConnectForTargetAccount";
+
+/// Trust of the role EventBridge Scheduler assumes to run a schedule:
+/// scheduler.amazonaws.com, on behalf of `account` only.
+pub fn scheduler_trust_policy(account: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+    }]})
+}
+
+/// What that role may do: invoke the function (any version or alias of it)
+/// and nothing else.
+pub fn scheduler_invoke_policy(function_arn: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "lambda:InvokeFunction",
+        "Resource": [function_arn, format!("{function_arn}:*")]
+    }]})
+}
 
 pub fn policies(args: &PoliciesArgs) -> Result<Policies, Error> {
     let bad = |flag: &'static str| move |reason: String| Error::Usage { flag, reason };
@@ -123,14 +141,10 @@ pub fn policies(args: &PoliciesArgs) -> Result<Policies, Error> {
              "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}}
         ]}),
     );
-    let scheduler_trust_policy = json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": passed_account}}
-    }]});
-    let scheduler_invoke_policy = json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "lambda:InvokeFunction",
-        "Resource": [format!("arn:aws:lambda:*:{passed_account}:function:pyexec"), format!("arn:aws:lambda:*:{passed_account}:function:pyexec:*")]
-    }]});
+    let scheduler_trust_policy = scheduler_trust_policy(passed_account);
+    let scheduler_invoke_policy = scheduler_invoke_policy(&format!(
+        "arn:aws:lambda:*:{passed_account}:function:{DEFAULT_FUNCTION_NAME}"
+    ));
     let trust_policy = json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "HostAccount", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", args.host_account)},
          "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": args.external_id}}},

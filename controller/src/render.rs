@@ -7,11 +7,7 @@ use pyexec_runtime::JobResult;
 /// A few lines for a person: status, exit, commit, timings, output, where.
 pub fn summary(result: &JobResult) -> String {
     let mut s = String::new();
-    let status = serde_json::to_value(result.execution_status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let _ = write!(s, "{status}");
+    let _ = write!(s, "{}", result.execution_status);
     if let Some(code) = result.exit_code {
         let _ = write!(s, "  exit {code}");
     }
@@ -58,10 +54,7 @@ pub fn table(outcomes: &[crate::invoke::TargetOutcome]) -> String {
         "TARGET", "ACCOUNT", "STATUS", "EXIT", "TOTAL_MS", "ERROR"
     );
     for o in outcomes {
-        let status = serde_json::to_value(o.status())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let status = o.status().to_string();
         let (exit, total, error) = match &o.result {
             Some(r) => (
                 r.exit_code

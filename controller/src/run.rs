@@ -76,7 +76,7 @@ pub async fn run(
             file: file.lock().ok().and_then(|mut f| f.take()),
         })
     });
-    let executor = Arc::new(Executor::new(Settings::local(), live)?);
+    let executor = Executor::new(Settings::local(), live)?;
     let inv = Invocation {
         // No Runtime API here to forge an answer to: one id serves both.
         job_id: request_id.clone(),

@@ -11,7 +11,6 @@ use aws_sdk_scheduler::types::{
 use clap::{Args, Subcommand};
 use pyexec_runtime::{Job, JobResult};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::config::{Config, ResolvedTarget};
 use crate::error::Error;
@@ -140,11 +139,6 @@ pub fn expression(args: &CreateArgs) -> Result<String, Error> {
 
 /// The job a schedule stores: tokens only by reference.
 pub fn stored_job(args: &CreateArgs, config: &Config) -> Result<Job, Error> {
-    if args.job.token_env.is_some() {
-        return Err(Error::PlaintextTokenInSchedule {
-            var: args.job.token_env.clone().unwrap_or_default(),
-        });
-    }
     args.job.job(
         args.job.repository(config, false)?,
         Tokens::ReferencesOnly,
@@ -162,25 +156,9 @@ async fn function_arn(
     function: &str,
     target: &ResolvedTarget,
 ) -> Result<String, Error> {
-    let out = aws_sdk_lambda::Client::new(sdk)
-        .get_function()
-        .function_name(function)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception())
-            {
-                Error::NoFunction {
-                    function: function.to_owned(),
-                    target: target.alias.clone(),
-                }
-            } else {
-                Error::aws("lambda:GetFunction", e)
-            }
-        })?;
-    out.configuration()
-        .and_then(|c| c.function_arn())
+    let live = crate::deploy::get_function(&aws_sdk_lambda::Client::new(sdk), function).await?;
+    live.as_ref()
+        .and_then(|f| f.configuration()?.function_arn())
         .map(str::to_owned)
         .ok_or_else(|| Error::NoFunction {
             function: function.to_owned(),
@@ -199,10 +177,7 @@ async fn scheduler_role(
 ) -> Result<String, Error> {
     let iam = aws_sdk_iam::Client::new(sdk);
     let name = format!("pyexec-scheduler-{function}");
-    let trust = json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account}}
-    }]});
+    let trust = crate::policies::scheduler_trust_policy(account);
     let arn = match iam
         .create_role()
         .role_name(&name)
@@ -227,9 +202,7 @@ async fn scheduler_role(
             .map(|r| r.arn().to_owned())
             .unwrap_or_default(),
     };
-    let policy = json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": [function_arn, format!("{function_arn}:*")]
-    }]});
+    let policy = crate::policies::scheduler_invoke_policy(function_arn);
     iam.put_role_policy()
         .role_name(&name)
         .policy_name("invoke-pyexec")
@@ -253,9 +226,9 @@ pub async fn create(
     config: &Config,
     target: &ResolvedTarget,
     args: &CreateArgs,
+    expression: &str,
     job: &Job,
 ) -> Result<ScheduleInfo, Error> {
-    let expression = expression(args)?;
     let function = &config.function.name;
     let function_arn = function_arn(sdk, function, target).await?;
     let role_arn = match &args.scheduler_role_arn {
@@ -285,7 +258,7 @@ pub async fn create(
         .create_schedule()
         .name(&args.name)
         .group_name(GROUP)
-        .schedule_expression(&expression)
+        .schedule_expression(expression)
         .set_schedule_expression_timezone(args.timezone.clone())
         .flexible_time_window(window)
         .target(t.build().map_err(|e| Error::aws("scheduler:Target", e))?)

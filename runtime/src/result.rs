@@ -16,6 +16,18 @@ pub enum ExecutionStatus {
     Error,
 }
 
+impl std::fmt::Display for ExecutionStatus {
+    /// The name in the result JSON, e.g. `TIMED_OUT`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Error => "ERROR",
+        })
+    }
+}
+
 impl ExecutionStatus {
     /// Exit code of the CLI for this status (SPEC.md).
     pub fn exit_code(self) -> i32 {
@@ -124,6 +136,19 @@ impl JobResult {
         if size > RESPONSE_LIMIT_BYTES && !self.output.is_null() {
             self.output = serde_json::Value::Null;
             self.output_truncated = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_displays_as_in_json() {
+        use ExecutionStatus::*;
+        for status in [Succeeded, Failed, TimedOut, Error] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.to_string());
         }
     }
 }

@@ -24,14 +24,18 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// S3 client for the runtime: path-style addressing when an endpoint is
-/// configured (S3-compatible stores, emulators).
+/// S3 client for the runtime.
 pub async fn client() -> Client {
-    let config = sdk_config().await;
+    client_for(&sdk_config().await)
+}
+
+/// S3 client with path-style addressing when an endpoint is configured
+/// (S3-compatible stores, emulators).
+pub fn client_for(config: &aws_config::SdkConfig) -> Client {
     let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some();
     Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
+        aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
             .build(),
     )
