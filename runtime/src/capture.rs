@@ -51,20 +51,34 @@ pub struct JsonLog<W: Write + Send> {
     pub request_id: String,
 }
 
+/// One line of the function's log in JSON, borrowing what it shows. Fields in
+/// the order they have always been written (alphabetical).
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    level: &'static str,
+    message: &'a str,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    stream: &'static str,
+    timestamp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 impl<W: Write + Send> LiveLog for JsonLog<W> {
     fn write(&mut self, stream: Stream, data: &[u8]) {
         let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut buf = Vec::with_capacity(data.len() + 128);
         for line in data.split_inclusive(|&b| b == b'\n') {
             let message = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
-            let record = serde_json::json!({
-                "timestamp": timestamp,
-                "level": "INFO",
-                "type": "script",
-                "stream": stream.name(),
-                "requestId": self.request_id,
-                "message": message,
-            });
+            let record = Record {
+                level: "INFO",
+                message: &message,
+                request_id: &self.request_id,
+                stream: stream.name(),
+                timestamp: &timestamp,
+                kind: "script",
+            };
             if serde_json::to_writer(&mut buf, &record).is_ok() {
                 buf.push(b'\n');
             }
@@ -119,7 +133,6 @@ impl LineSplitter {
 pub struct Captured {
     /// The last `log_tail_bytes` of the merged log.
     pub tail: Vec<u8>,
-    pub log_bytes: u64,
     pub log_truncated: bool,
     /// The whole of stdout, or `None` when it was larger than the cap.
     pub stdout: Option<Vec<u8>>,
@@ -224,14 +237,9 @@ impl Capture {
         }
         Captured {
             tail,
-            log_bytes: self.total,
             log_truncated,
             stdout: (!self.stdout_overflow).then_some(self.stdout),
         }
-    }
-
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
     }
 }
 

@@ -26,12 +26,9 @@ pub fn harden_supervisor() -> io::Result<()> {
 /// is left: with the subreaper flag, every descendant that outlived its
 /// parent is re-parented here. The executor runs one job at a time and starts
 /// no other processes, so all our children belong to the job.
-pub fn kill_job_processes(pgid: Option<u32>) -> usize {
-    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
+pub fn kill_job_processes(pgid: Option<u32>) {
+    signal_group(pgid, Signal::SIGKILL);
     let me = std::process::id() as i32;
-    let mut killed = 0;
     // Bounded: a fork bomb refills the list, but every round kills what it
     // finds and Lambda caps the processes at 1,024.
     for _ in 0..10_000 {
@@ -44,10 +41,15 @@ pub fn kill_job_processes(pgid: Option<u32>) -> usize {
             // Stop it forking first, then kill and reap it (zombies too).
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            killed += 1;
         }
     }
-    killed
+}
+
+/// Signal a process group (gone already is fine).
+pub(crate) fn signal_group(pgid: Option<u32>, signal: Signal) {
+    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
 }
 
 fn children_of(parent: i32) -> Vec<i32> {
@@ -111,6 +113,10 @@ impl DirSweep {
             dir: dir.to_owned(),
             keep,
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Remove what is new; returns how many entries were removed.

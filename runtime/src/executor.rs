@@ -73,10 +73,6 @@ impl Executor {
         })
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// What the current job is doing ("cloning", "running", "uploading").
     pub fn phases(&self) -> watch::Receiver<&'static str> {
         self.phase.subscribe()
@@ -136,11 +132,7 @@ impl Executor {
                 tracing::info!(
                     removed,
                     "removed what the job left in {}",
-                    self.settings
-                        .sweep_dir
-                        .as_deref()
-                        .unwrap_or(Path::new(""))
-                        .display()
+                    sweep.dir().display()
                 );
             }
         }
@@ -190,25 +182,6 @@ impl Executor {
             Err(e) => return fail(e, timings, Some(checkout.commit)),
         };
 
-        // Run, streaming the log to S3 as it comes.
-        let s3 = match &job.s3_bucket {
-            Some(bucket) => Some((
-                self.s3_client().await.clone(),
-                bucket.clone(),
-                format!("{}{}/", job.s3_prefix, inv.request_id),
-            )),
-            None => None,
-        };
-        let log_upload = s3.as_ref().map(|(client, bucket, base)| {
-            LogUpload::start(client.clone(), bucket.clone(), format!("{base}log.txt"))
-        });
-        let mut capture = Capture::new(
-            Redactor::new(secrets),
-            self.settings.log_tail_bytes,
-            self.settings.max_output_bytes,
-            (self.live)(inv),
-            log_upload.as_ref().map(|u| u.sender.clone()),
-        );
         let home = dir.join("home");
         let tmp = dir.join("tmp");
         let artifacts_dir = dir.join("artifacts");
@@ -231,11 +204,31 @@ impl Executor {
             &output_file,
             &artifacts_dir,
         );
-        // Snapshot of the threads to protect, taken just before the fork.
+        // The threads to protect: all of them, started up front (confine::runtime).
         let confinement = match Confinement::protecting_this_process() {
             Ok(c) => c,
             Err(source) => return fail(Error::Confine { source }, timings, Some(checkout.commit)),
         };
+
+        // Run, streaming the log to S3 as it comes.
+        let s3 = match &job.s3_bucket {
+            Some(bucket) => Some((
+                self.s3_client().await.clone(),
+                bucket.clone(),
+                format!("{}{}/", job.s3_prefix, inv.request_id),
+            )),
+            None => None,
+        };
+        let log_upload = s3.as_ref().map(|(client, bucket, base)| {
+            LogUpload::start(client.clone(), bucket.clone(), format!("{base}log.txt"))
+        });
+        let mut capture = Capture::new(
+            redactor.clone(),
+            self.settings.log_tail_bytes,
+            self.settings.max_output_bytes,
+            (self.live)(inv),
+            log_upload.as_ref().map(|u| u.sender.clone()),
+        );
         self.set_phase("running");
         let t = Instant::now();
         let limits = Limits {
@@ -265,7 +258,7 @@ impl Executor {
         let mut log_key = None;
         if let Some(upload) = log_upload {
             match in_time(inv, upload.finish()).await {
-                Ok(_) => log_key = s3.as_ref().map(|(_, _, base)| format!("{base}log.txt")),
+                Ok(key) => log_key = Some(key),
                 Err(e) => upload_error = Some(e),
             }
         }
@@ -493,8 +486,7 @@ fn build_result(
     commit: String,
     timings: Timings,
 ) -> JobResult {
-    let mut result = JobResult::error(&inv.request_id, &Error::Cancelled);
-    result.error = None;
+    let mut result = JobResult::empty(&inv.request_id);
     result.commit = Some(commit);
     result.timings_ms = timings;
     result.log = String::from_utf8_lossy(&captured.tail).into_owned();

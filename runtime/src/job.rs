@@ -388,9 +388,8 @@ fn parse_repo_url(raw: &str, settings: &Settings) -> Result<RepoUrl, Error> {
         if let Some((user_host, path)) = raw.split_once(':')
             && !user_host.contains('/')
             && !path.is_empty()
-            && user_host.contains('@')
+            && let Some((user, host)) = user_host.split_once('@')
         {
-            let (user, host) = user_host.split_once('@').unwrap_or(("git", user_host));
             let host = host.to_ascii_lowercase();
             check_host(&host, settings)?;
             return Ok(RepoUrl {

@@ -6,15 +6,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::{Capture, Stream};
-use crate::cleanup::kill_job_processes;
+use crate::cleanup::{kill_job_processes, signal_group};
 use crate::confine::Confinement;
 use crate::error::Error;
 
@@ -143,10 +142,4 @@ const PIPE_SIZE: i32 = 1 << 20;
 fn grow_pipe(pipe: &impl std::os::fd::AsFd) {
     // Best effort: the default size still works, only slower.
     let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-}
-
-fn signal_group(pgid: Option<u32>, signal: Signal) {
-    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = killpg(Pid::from_raw(pgid), signal);
-    }
 }

@@ -4,6 +4,7 @@ use memchr::memmem::Finder;
 
 const MASK: &[u8] = b"***";
 
+#[derive(Clone)]
 pub struct Redactor {
     finders: Vec<Finder<'static>>,
     longest: usize,
@@ -37,16 +38,15 @@ impl Redactor {
     /// Replace every occurrence of every secret with `***`.
     pub fn redact(&self, data: &mut Vec<u8>) {
         for f in &self.finders {
-            if f.find(data).is_none() {
+            // Matches come without overlap, leftmost first.
+            let mut matches = f.find_iter(data).peekable();
+            if matches.peek().is_none() {
                 continue;
             }
             let needle = f.needle().len();
             let mut out = Vec::with_capacity(data.len());
             let mut last = 0;
-            for at in f.find_iter(data) {
-                if at < last {
-                    continue;
-                }
+            for at in matches {
                 out.extend_from_slice(&data[last..at]);
                 out.extend_from_slice(MASK);
                 last = at + needle;

@@ -108,6 +108,14 @@ impl JobResult {
     /// A result for a job that never ran its script.
     pub fn error(request_id: &str, error: &Error) -> JobResult {
         JobResult {
+            error: Some(error.into()),
+            ..JobResult::empty(request_id)
+        }
+    }
+
+    /// A result with nothing in it yet (status `ERROR` until set).
+    pub(crate) fn empty(request_id: &str) -> JobResult {
+        JobResult {
             execution_status: ExecutionStatus::Error,
             exit_code: None,
             signal: None,
@@ -123,7 +131,7 @@ impl JobResult {
             timings_ms: Timings::default(),
             artifacts: Vec::new(),
             artifacts_truncated: false,
-            error: Some(error.into()),
+            error: None,
         }
     }
 

@@ -53,7 +53,7 @@ pub async fn put(
     client: &Client,
     bucket: &str,
     key: &str,
-    body: Vec<u8>,
+    body: impl Into<ByteStream>,
     content_type: &str,
 ) -> Result<(), Error> {
     client
@@ -61,7 +61,7 @@ pub async fn put(
         .bucket(bucket)
         .key(key)
         .content_type(content_type)
-        .body(ByteStream::from(body))
+        .body(body.into())
         .send()
         .await
         .map_err(|e| upload_error(bucket, key, e))?;
@@ -71,7 +71,9 @@ pub async fn put(
 /// The log upload running beside the script: send chunks, then `finish`.
 pub struct LogUpload {
     pub sender: mpsc::Sender<Bytes>,
-    task: JoinHandle<Result<u64, Error>>,
+    bucket: String,
+    key: String,
+    task: JoinHandle<Result<(), Error>>,
 }
 
 impl LogUpload {
@@ -80,20 +82,19 @@ impl LogUpload {
         let (sender, rx) = mpsc::channel(4);
         LogUpload {
             sender,
-            task: tokio::spawn(stream_log(client, bucket, key, rx)),
+            task: tokio::spawn(stream_log(client, bucket.clone(), key.clone(), rx)),
+            bucket,
+            key,
         }
     }
 
-    /// Wait for the last part; the sender must have been dropped.
-    pub async fn finish(self) -> Result<u64, Error> {
+    /// Wait for the last part (the senders must have been dropped); the
+    /// object's key.
+    pub async fn finish(self) -> Result<String, Error> {
         drop(self.sender);
         match self.task.await {
-            Ok(r) => r,
-            Err(e) => Err(Error::Upload {
-                bucket: String::new(),
-                key: String::new(),
-                reason: format!("log upload task failed: {e}"),
-            }),
+            Ok(r) => r.map(|()| self.key),
+            Err(e) => Err(upload_error(&self.bucket, &self.key, e)),
         }
     }
 }
@@ -103,14 +104,12 @@ async fn stream_log(
     bucket: String,
     key: String,
     mut rx: mpsc::Receiver<Bytes>,
-) -> Result<u64, Error> {
+) -> Result<(), Error> {
     let mut buf = BytesMut::new();
     let mut upload_id: Option<String> = None;
     let mut parts = Vec::new();
-    let mut total = 0u64;
     let mut result = Ok(());
     while let Some(chunk) = rx.recv().await {
-        total += chunk.len() as u64;
         if result.is_err() {
             continue; // keep draining so the script is never blocked
         }
@@ -125,15 +124,14 @@ async fn stream_log(
         return Err(e);
     }
     let Some(id) = upload_id.clone() else {
-        put(
+        return put(
             &client,
             &bucket,
             &key,
-            buf.to_vec(),
+            buf.freeze(),
             "text/plain; charset=utf-8",
         )
-        .await?;
-        return Ok(total);
+        .await;
     };
     let done = async {
         if !buf.is_empty() {
@@ -160,10 +158,10 @@ async fn stream_log(
             .send()
             .await
             .map_err(|e| upload_error(&bucket, &key, e))?;
-        Ok(total)
+        Ok(())
     };
     match done.await {
-        Ok(t) => Ok(t),
+        Ok(()) => Ok(()),
         Err(e) => {
             abort(&client, &bucket, &key, Some(id)).await;
             Err(e)
