@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use pyexec_tests::kill_pid;
 use pyexec_tests::procfs_util::is_alive;
 use pyexec_tests::rie::emulator_command;
+use pyexec_tests::{free_port, kill_pid};
 
 use crate::proxy::NextProxy;
 
@@ -162,11 +162,4 @@ impl Drop for BenchRie {
         }
         let _ = std::fs::remove_file(&self.launch_log);
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
 }

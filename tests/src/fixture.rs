@@ -46,11 +46,6 @@ impl RepoBuilder {
         &self.bare
     }
 
-    /// The sha of the last commit, if any.
-    pub fn head(&self) -> Option<&str> {
-        self.head.as_deref()
-    }
-
     fn work_path(&self, path: &str) -> PathBuf {
         let rel = path.trim_start_matches('/');
         assert!(!rel.is_empty(), "empty fixture path");
@@ -83,21 +78,6 @@ impl RepoBuilder {
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
         let full = self.work_path(path);
         std::os::unix::fs::symlink(target, &full).expect("creating fixture symlink");
-        self
-    }
-
-    /// Removes a file, symlink or directory from the work tree.
-    pub fn remove(&mut self, path: &str) -> &mut Self {
-        let full = self
-            .scratch
-            .path()
-            .join("wt")
-            .join(path.trim_start_matches('/'));
-        if full.is_dir() && !full.is_symlink() {
-            std::fs::remove_dir_all(&full).expect("removing fixture directory");
-        } else {
-            std::fs::remove_file(&full).expect("removing fixture file");
-        }
         self
     }
 
@@ -144,38 +124,10 @@ impl RepoBuilder {
         self
     }
 
-    /// Switches later commits to an existing branch, and its content into
-    /// the work tree.
-    pub fn checkout(&mut self, name: &str) -> &mut Self {
-        let sha = self.git(
-            &["rev-parse", &format!("refs/heads/{name}^{{commit}}")],
-            false,
-        );
-        let wt = self.scratch.path().join("wt");
-        std::fs::remove_dir_all(&wt).expect("clearing the work tree");
-        std::fs::create_dir(&wt).expect("creating the work tree");
-        self.git(&["read-tree", &sha], true);
-        self.git(&["checkout-index", "-a", "-f"], true);
-        self.branch = name.to_string();
-        self.head = Some(sha);
-        self
-    }
-
     /// Creates a lightweight tag at the current commit.
     pub fn tag(&mut self, name: &str) -> &mut Self {
         let head = self.head.clone().expect("tag() needs a commit first");
         self.git(&["update-ref", &format!("refs/tags/{name}"), &head], false);
-        self
-    }
-
-    /// Creates an annotated tag at the current commit.
-    pub fn annotated_tag(&mut self, name: &str, message: &str) -> &mut Self {
-        let head = self
-            .head
-            .clone()
-            .expect("annotated_tag() needs a commit first");
-        self.commits += 1;
-        self.git(&["tag", "-a", name, "-m", message, &head], false);
         self
     }
 

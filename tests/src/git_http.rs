@@ -198,11 +198,6 @@ http {{
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-
-    /// nginx's error log (for diagnostics).
-    pub fn error_log(&self) -> String {
-        read_lossy(&self.dir.path().join("error.log"))
-    }
 }
 
 impl Drop for GitHttpServer {

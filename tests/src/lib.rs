@@ -97,7 +97,7 @@ pub(crate) fn require_peer(peer: &str, path: &Path) -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("binding 127.0.0.1:0")
@@ -105,7 +105,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Polls until `cond` holds, or panics after `timeout` with `what()`.
-pub(crate) fn wait_until(
+pub fn wait_until(
     timeout: Duration,
     mut cond: impl FnMut() -> bool,
     what: impl FnOnce() -> String,
@@ -167,7 +167,7 @@ pub(crate) fn read_lossy(path: &Path) -> String {
 
 /// Runs a command to completion and returns its stdout; panics with its
 /// stderr when it fails.
-pub(crate) fn run_ok(cmd: &mut Command) -> Vec<u8> {
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));

@@ -124,6 +124,10 @@ impl Rie {
     }
 
     /// `127.0.0.1:PORT` of the Runtime API the bootstrap talks to.
+    pub fn api_port(&self) -> u16 {
+        self.api_port
+    }
+
     pub fn runtime_api(&self) -> String {
         format!("127.0.0.1:{}", self.api_port)
     }
@@ -155,11 +159,6 @@ impl Rie {
     /// Everything the RIE and the function printed so far ("CloudWatch").
     pub fn logs(&self) -> String {
         read_lossy(&self.dir.path().join("rie.log"))
-    }
-
-    /// Pid of the RIE process (the namespace's first process).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Pid of the running bootstrap, if the runtime has started: the

@@ -107,7 +107,6 @@ fn http_basic_auth_is_checked() {
         },
     );
     let url = server.url("ops");
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let with_creds =
         |user: &str, pass: &str| url.replacen("http://", &format!("http://{user}:{pass}@"), 1);
 
@@ -132,9 +131,8 @@ fn http_basic_auth_is_checked() {
         &with_creds("alice", "s3cret"),
         "feat",
     ]));
-    assert!(out.status.success(), "{}", describe(&out));
+    assert_clone_ok(&out, &t.path().join("feat"), &feature);
     assert!(t.path().join("feat/jobs/feature.py").is_file());
-    let _ = feature;
 
     let out = output(git(t.path()).args(["clone", "-q", &with_creds("alice", "wrong"), "bad"]));
     assert!(
@@ -169,7 +167,6 @@ fn https_with_test_ca() {
     );
     let ca = server.ca_cert().expect("a CA with tls");
     let url = server.url("ops");
-    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let authed = url.replacen("https://", "https://x-access-token:tok@", 1);
 
     let out = output(
@@ -196,7 +193,6 @@ fn https_with_test_ca() {
     );
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("refs/tags/v1"));
-    assert!(server.host_port().starts_with("127.0.0.1:"));
 }
 
 #[test]
@@ -205,14 +201,8 @@ fn ssh_key_auth_and_host_key_pinning() {
     let (main, _) = sample_repo(t.path(), "ops");
     let server = SshServer::start(t.path());
     let url = server.url("ops");
-    assert!(
-        url.starts_with("ssh://") && url.ends_with("/ops.git"),
-        "{url}"
-    );
 
-    let key = t.path().join("id_ed25519");
-    std::fs::write(&key, server.client_private_key()).unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = server.client_key_path();
     assert!(
         server
             .client_private_key()
@@ -274,7 +264,6 @@ fn ssh_key_auth_and_host_key_pinning() {
 #[test]
 fn moto_s3_round_trip() {
     let moto = Moto::start();
-    assert!(moto.endpoint().starts_with("http://127.0.0.1:"));
     moto.create_bucket("results");
     assert_eq!(moto.get_object("results", "missing"), None);
     moto.put_object("results", "python-exec/req-1/result.json", b"{\"ok\":true}");
@@ -302,7 +291,7 @@ fn moto_s3_round_trip() {
 const ECHO_BOOTSTRAP: &str = r#"#!/bin/sh
 set -eu
 api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
-echo "echo runtime up, tmp has $(ls -A /tmp | wc -l) entries"
+echo "echo runtime up, tmp has $(ls -A /tmp | wc -l) entries, ECHO_MODE=$ECHO_MODE"
 while true; do
   headers="$(mktemp)"
   body="$(mktemp)"
@@ -329,7 +318,6 @@ fn rie_runs_a_bootstrap() {
     let marker = tempfile::NamedTempFile::new_in("/tmp").unwrap();
 
     let rie = Rie::start(&bootstrap, &[("ECHO_MODE", "1")], 10);
-    assert!(rie.endpoint().starts_with("http://127.0.0.1:"));
     let (status, body) = rie.invoke(br#"{"hello":"world"}"#);
     assert_eq!(
         status,
@@ -350,11 +338,10 @@ fn rie_runs_a_bootstrap() {
     let pid = rie.runtime_pid().expect("the bootstrap is running");
     assert!(procfs_util::is_alive(pid));
     assert!(procfs_util::vm_hwm_kib(pid).is_some());
-    assert!(procfs_util::proc_children_of(rie.pid()).contains(&pid));
 
     let logs = rie.logs();
     assert!(
-        logs.contains("echo runtime up, tmp has 0 entries"),
+        logs.contains("echo runtime up, tmp has 0 entries, ECHO_MODE=1"),
         "{logs}"
     );
     assert!(logs.contains("handling "), "{logs}");

@@ -158,10 +158,9 @@ fn ssh_key_auth_with_pinned_host_key() {
     let t = test_dir("ssh");
     let fx = ops_repo(t.path());
     let server = SshServer::start(t.path());
-    let key = t.path().join("id");
+    let key = server.client_key_path();
     let good = t.path().join("known_hosts");
     let wrong = t.path().join("wrong_known_hosts");
-    std::fs::write(&key, server.client_private_key()).unwrap();
     std::fs::write(&good, server.known_hosts()).unwrap();
     std::fs::write(&wrong, server.wrong_known_hosts()).unwrap();
     let url = server.url("ops");

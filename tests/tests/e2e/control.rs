@@ -145,6 +145,7 @@ fn bad_config_gives_one_line_errors() {
         &["--config", &low, "deploy", "--target", "a"],
         &[],
     );
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("128-10240"), "{}", r.stderr);
     let r = pyexec(
         t.path(),
@@ -289,6 +290,7 @@ async fn deploy_creates_updates_and_skips_against_moto() {
         .unwrap();
     assert_eq!(dry.plan, Plan::Create);
     let reads = calls.take();
+    assert!(!reads.is_empty(), "a dry run reads the function");
     assert!(
         reads.iter().all(|c| c.starts_with("GET")),
         "a dry run only reads"
@@ -457,6 +459,7 @@ fn deploy_waits_through_pending_and_conflicts() {
 
     double.clear_requests();
     let r = deploy_more_memory();
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["outcome"]["plan"]["action"], "no_change");
     assert!(
         double
@@ -521,14 +524,8 @@ fn fan_out_with_a_failing_target_and_throttling() {
     );
 
     // Text: a summary table.
-    let text = std::process::Command::new(pyexec_tests::bin_path("pyexec"))
-        .args(args)
-        .current_dir(t.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&text.stdout);
+    let text_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = pyexec_text(t.path(), &args, &text_env).stdout;
     assert!(
         out.contains("TARGET") && out.contains("333333333333") && out.contains("Runtime.ExitError"),
         "{out}"

@@ -135,22 +135,14 @@ fn big_repo(root: &std::path::Path) {
     repo.commit("big");
 }
 
-fn through(s: &Stack, proxy: &FaultProxy, repo: &str, script: &str) -> Value {
-    let url = s.git.url(repo);
-    let path = url
-        .split_once("127.0.0.1:")
-        .map(|(_, rest)| rest.split_once('/').map(|(_, p)| p).unwrap_or(""))
-        .unwrap_or("");
-    json!({"repository": {"url": format!("{}/{path}", proxy.endpoint()), "token": TOKEN}, "script": script})
-}
-
-fn git_upstream(s: &Stack) -> String {
-    let url = s.git.url("ops");
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
+/// A job that clones `ops` through the proxy in front of the git server.
+fn through(s: &Stack, proxy: &FaultProxy, script: &str) -> Value {
+    let url = s.git.url("ops").replacen(
+        &format!("http://{}", s.git.host_port()),
+        &proxy.endpoint(),
+        1,
+    );
+    json!({"repository": {"url": url, "token": TOKEN}, "script": script})
 }
 
 #[test]
@@ -164,21 +156,16 @@ fn git_server_faults_give_clear_errors() {
         ],
         big_repo,
     );
-    let upstream = git_upstream(&s);
+    let upstream = s.git.host_port();
     let cases = [
-        (
-            Fault::StallAfter(300),
-            "ops",
-            "clone_timeout",
-            "took longer than",
-        ),
-        (Fault::DropAfter(300), "ops", "clone_failed", "cloning"),
-        (Fault::Status500, "ops", "clone_failed", "500"),
+        (Fault::StallAfter(300), "clone_timeout", "took longer than"),
+        (Fault::DropAfter(300), "clone_failed", "cloning"),
+        (Fault::Status500, "clone_failed", "500"),
     ];
-    for (fault, repo, kind, needle) in cases {
+    for (fault, kind, needle) in cases {
         let proxy = FaultProxy::start(upstream.clone(), "POST /", fault);
         let started = std::time::Instant::now();
-        let v = s.expect(&through(&s, &proxy, repo, "/jobs/hello.py"), "ERROR");
+        let v = s.expect(&through(&s, &proxy, "/jobs/hello.py"), "ERROR");
         assert_eq!(v["error"]["kind"], kind, "{fault:?}: {v:#}");
         assert!(
             v["error"]["message"].as_str().unwrap().contains(needle),
@@ -212,9 +199,9 @@ fn the_deadline_during_a_stalled_clone_still_answers() {
         &[("PYEXEC_RESERVE_MS", "2000")],
         |_| {},
     );
-    let proxy = FaultProxy::start(git_upstream(&s), "POST /", Fault::StallAfter(300));
+    let proxy = FaultProxy::start(s.git.host_port(), "POST /", Fault::StallAfter(300));
     let started = std::time::Instant::now();
-    let v = s.expect(&through(&s, &proxy, "ops", "/jobs/hello.py"), "ERROR");
+    let v = s.expect(&through(&s, &proxy, "/jobs/hello.py"), "ERROR");
     assert_eq!(v["error"]["kind"], "clone_timeout", "{v:#}");
     assert!(started.elapsed() < Duration::from_secs(6));
     s.expect(&s.job("/jobs/hello.py"), "SUCCEEDED");
@@ -224,7 +211,8 @@ fn the_deadline_during_a_stalled_clone_still_answers() {
 fn s3_faults_keep_the_log() {
     // moto behind the proxy: PUTs fail (500), or hang past the deadline.
     let moto = pyexec_tests::moto::Moto::start();
-    let upstream = moto.endpoint().trim_start_matches("http://").to_owned();
+    let upstream = format!("127.0.0.1:{}", moto.port());
+    moto.create_bucket(BUCKET);
     for (fault, timeout) in [
         (Fault::Status500, 60),
         (Fault::Delay(Duration::from_secs(30)), 8),
@@ -240,7 +228,6 @@ fn s3_faults_keep_the_log() {
             ],
             |_| {},
         );
-        moto.create_bucket(BUCKET);
         let mut job = s.job("/jobs/hello.py");
         job["s3_bucket"] = json!(BUCKET);
         let started = std::time::Instant::now();

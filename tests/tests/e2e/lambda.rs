@@ -24,6 +24,24 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// `secret` is in no S3 object (there must be some) and not in the
+    /// function's log.
+    pub fn assert_secret_not_stored(&self, secret: &str) {
+        let keys = self.moto.list_keys(BUCKET, "");
+        assert!(!keys.is_empty(), "nothing in s3://{BUCKET} to check");
+        for key in keys {
+            let body = self.moto.get_object(BUCKET, &key).unwrap();
+            assert!(
+                !body.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "secret in s3://{BUCKET}/{key}"
+            );
+        }
+        assert!(
+            !self.rie.logs().contains(secret),
+            "secret in the function's log"
+        );
+    }
+
     pub fn start(
         name: &str,
         function_timeout: u32,
@@ -78,10 +96,6 @@ impl Stack {
         );
         v
     }
-}
-
-fn tail(s: &str) -> &str {
-    &s[s.len().saturating_sub(4000)..]
 }
 
 #[test]

@@ -89,12 +89,7 @@ fn warm_runtime_stays_flat() {
             "ERROR",
         ),
     ];
-    let api_port: u16 = s
-        .rie
-        .runtime_api()
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap();
+    let api_port = s.rie.api_port();
     let mut at_10 = None;
     let mut last = None;
     for i in 1..=jobs {

@@ -44,8 +44,12 @@ impl Run {
 
 /// `pyexec --json <args>` in `dir`, with `env` added to a clean environment.
 pub fn pyexec(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pyexec_text(dir, &[&["--json"][..], args].concat(), env)
+}
+
+/// `pyexec <args>`, for its text output: otherwise as [`pyexec`].
+pub fn pyexec_text(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(bin_path("pyexec"))
-        .arg("--json")
         .args(args)
         .current_dir(dir)
         .env_clear()
@@ -187,4 +191,13 @@ pub fn assert_error(v: &Value, kind: &str, needle: &str) {
     assert_eq!(v["error"]["kind"], kind, "{v:#}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(needle), "{needle:?} not in: {v:#}");
+}
+
+/// The end of a peer's log for a failure message, cut on a character boundary.
+pub fn tail(s: &str) -> &str {
+    let mut start = s.len().saturating_sub(6000);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
 }
