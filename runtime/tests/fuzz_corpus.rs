@@ -2,10 +2,10 @@
 //! checks as the fuzz targets, so every input the fuzzer kept — crashes it
 //! found included — stays a regression test under `cargo test`.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
-use pyexec_runtime::job::normalize_script;
-use pyexec_runtime::{Args, Job, Settings};
+#[path = "../../fuzz/checks.rs"]
+mod checks;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,43 +25,35 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     inputs
 }
 
-#[test]
-fn job_corpus() {
-    let lambda = Settings::for_lambda(|name| {
-        (name == "PYEXEC_ALLOWED_GIT_HOSTS").then(|| "github.com,127.0.0.1".to_owned())
-    });
-    let local = Settings::local();
-    for input in corpus("job") {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&input)
-            && let Ok(job) = Job::parse(value)
-        {
-            let _ = job.validate(&lambda);
-            let _ = job.validate(&local);
+/// The string a `String` fuzz target gets from these bytes: `arbitrary`
+/// takes the valid UTF-8 prefix.
+fn as_fuzzed_string(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
         }
     }
 }
 
 #[test]
+fn job_corpus() {
+    corpus("job").iter().for_each(|input| checks::job(input));
+}
+
+#[test]
 fn args_corpus() {
     for input in corpus("args") {
-        if let Ok(line) = String::from_utf8(input)
-            && let Ok(args) = Args::Line(line).to_vec()
-        {
-            assert!(args.iter().all(|a| !a.contains('\0')));
-        }
+        checks::args(as_fuzzed_string(input));
     }
 }
 
 #[test]
 fn script_path_corpus() {
     for input in corpus("script_path") {
-        if let Ok(script) = String::from_utf8(input)
-            && let Ok(path) = normalize_script(&script)
-        {
-            assert!(
-                path.components().all(|c| matches!(c, Component::Normal(_))),
-                "{script:?} -> {path:?}"
-            );
-        }
+        checks::script_path(&as_fuzzed_string(input));
     }
 }
