@@ -32,10 +32,11 @@ const USAGE: &str = "\
 usage: scripts/bench [--quick] [--rows 1,2,3,4,5] [--runs N] [--clone-dir DIR]
                      [--bootstrap PATH]
 
-  --quick          fewer repetitions (about 2 minutes once built)
+  --quick          fewer repetitions (under a minute of measuring once built)
   --rows LIST      only these rows (1 job overhead, 2 Python executor,
                    3 clone, 4 output capture, 5 warm throughput)
-  --runs N         repetitions for every row (default: 15, quick: 5)
+  --runs N         rounds of rows 1-2 (default: 15, quick: 5); rows 3-4 take
+                   N up to 9 (default: 5, quick: 2)
   --clone-dir DIR  where row 3 clones (default: a tmpfs under /dev/shm)
   --bootstrap PATH the runtime to measure (default: target/release/bootstrap;
                    image/build-bootstrap makes the image's, target/image/bootstrap)
@@ -133,7 +134,10 @@ fn main() {
 // The setting: binaries, repositories, the git server, environments.
 
 struct Ctx {
+    /// Rounds of rows 1-2.
     runs: usize,
+    /// Rounds of rows 3-4 (a clone of the medium repository, 1 GiB of output).
+    heavy_runs: usize,
     quick: bool,
     root: PathBuf,
     cache: PathBuf,
@@ -160,6 +164,11 @@ impl Drop for WorkDir {
 }
 
 impl Ctx {
+    /// Row 5: how many windows, of how many seconds.
+    fn throughput_windows(&self) -> (usize, f64) {
+        if self.quick { (3, 1.5) } else { (5, 3.0) }
+    }
+
     fn new(opts: &Opts) -> Ctx {
         let root = pyexec_tests::workspace_root();
         let cache = root.join(".cache/bench");
@@ -206,6 +215,11 @@ impl Ctx {
         ];
         Ctx {
             runs: opts.runs.unwrap_or(if opts.quick { 5 } else { 15 }),
+            heavy_runs: if opts.quick {
+                2
+            } else {
+                opts.runs.unwrap_or(5).min(9)
+            },
             quick: opts.quick,
             root,
             cache,
@@ -516,11 +530,7 @@ impl Ctx {
     // Row 3: the medium repository, the runtime's clone vs the git CLI.
 
     fn row_clone(&self, opts: &Opts, report: &mut Report) {
-        let runs = if self.quick {
-            2
-        } else {
-            opts.runs.unwrap_or(5).min(9)
-        };
+        let runs = self.heavy_runs;
         let dir = opts
             .clone_dir
             .clone()
@@ -594,7 +604,7 @@ impl Ctx {
     // Row 4: 1 GiB of stdout through the runtime.
 
     fn row_capture(&self, report: &mut Report) {
-        let runs = if self.quick { 2 } else { 5 };
+        let runs = self.heavy_runs;
         const MIB: u64 = 1024;
         eprintln!("bench: row 4: {MIB} MiB of stdout, {runs} rounds");
         let script = self.work().join("big.py");
@@ -682,7 +692,7 @@ impl Ctx {
     // Row 5: jobs per second through one warm bootstrap.
 
     fn row_throughput(&self, warm: &Warm, report: &mut Report) {
-        let (windows, secs) = if self.quick { (3, 1.5) } else { (5, 3.0) };
+        let (windows, secs) = self.throughput_windows();
         eprintln!("bench: row 5: warm throughput, {windows} windows of {secs} s");
         let window = Duration::from_secs_f64(secs);
         let job = self.small_job();
@@ -949,8 +959,11 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "- {} rounds per row{}; {}; {}; ran in {:.0} s",
+            "- {} rounds for rows 1-2, {} for rows 3-4, {} windows of {} s for row 5{}; {}; {}; ran in {:.0} s",
             ctx.runs,
+            ctx.heavy_runs,
+            ctx.throughput_windows().0,
+            ctx.throughput_windows().1,
             if ctx.quick { " (--quick)" } else { "" },
             machine(),
             tool_versions(),
