@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use pyexec_runtime::checkout::{self, CheckoutRequest, Credentials};
 use pyexec_runtime::job::{GitRef, RepoUrl, Transport};
 use pyexec_tests::git_http::{GitHttpServer, HttpOpts};
-use pyexec_tests::procfs_util::proc_children_of;
+use pyexec_tests::procfs_util::{proc_children_of, status_field_kib};
 use serde_json::{Value, json};
 
 use crate::rie::{BenchRie, RieOpts};
@@ -146,7 +146,6 @@ struct Ctx {
     bench_exe: PathBuf,
     pyexec: PathBuf,
     bootstrap: PathBuf,
-    rie: PathBuf,
     venv_python: PathBuf,
     repos: repos::Repos,
     server: GitHttpServer,
@@ -184,10 +183,6 @@ impl Ctx {
                 .clone()
                 .unwrap_or_else(|| release.join("bootstrap")),
             "run scripts/bench (it builds it)",
-        );
-        let rie = need(
-            root.join(".cache/bin/aws-lambda-rie"),
-            "run scripts/install-peers",
         );
         let venv_python = need(
             cache.join("venv/bin/python"),
@@ -227,7 +222,6 @@ impl Ctx {
             bench_exe: std::env::current_exe().unwrap(),
             pyexec,
             bootstrap,
-            rie,
             venv_python,
             repos,
             server,
@@ -286,7 +280,6 @@ impl Ctx {
         };
         BenchRie::start(
             &self.bench_exe,
-            &self.rie,
             self.work(),
             RieOpts {
                 argv,
@@ -773,14 +766,10 @@ fn clone_with_runtime(url: &str, dest: &Path) {
 
 /// VmHWM, and what the resident set is made of now (/proc/PID/status).
 fn memory_breakdown(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or("?".to_owned(), |kib| format!("{:.1} MB", kib / 1024.0))
+        status_field_kib(pid, name).map_or("?".to_owned(), |kib| {
+            format!("{:.1} MB", kib as f64 / 1024.0)
+        })
     };
     format!(
         "peak RSS {}, now {} = {} anonymous + {} file-backed (the binary and its libraries)",

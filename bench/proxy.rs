@@ -76,7 +76,7 @@ fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Arc<AtomicU64>>) 
         if let Some(first) = &watch {
             let now = monotonic_ns();
             if first.load(Ordering::SeqCst) == 0
-                && memchr_find(&buf[..n], b"/runtime/invocation/next")
+                && memchr::memmem::find(&buf[..n], b"/runtime/invocation/next").is_some()
             {
                 let _ = first.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
             }
@@ -86,8 +86,4 @@ fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Arc<AtomicU64>>) 
         }
     }
     let _ = to.shutdown(Shutdown::Write);
-}
-
-fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -5,7 +5,7 @@
 //! stdout can go to /dev/null.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pyexec_tests::procfs_util::is_alive;
 use pyexec_tests::rie::emulator_command;
-use pyexec_tests::{free_port, kill_pid};
+use pyexec_tests::{kill_pid, wait_for_port};
 
 use crate::proxy::NextProxy;
 
@@ -37,20 +37,13 @@ pub struct BenchRie {
 }
 
 impl BenchRie {
-    pub fn start(bench_exe: &Path, rie: &Path, work: &Path, opts: RieOpts) -> BenchRie {
-        let port = free_port();
-        let api_port = loop {
-            let p = free_port();
-            if p != port {
-                break p;
-            }
-        };
+    pub fn start(bench_exe: &Path, work: &Path, opts: RieOpts) -> BenchRie {
+        let (mut cmd, port, api_port) = emulator_command("2g");
         let launch_log = work.join(format!("launch-{port}.log"));
         let _ = std::fs::remove_file(&launch_log);
         let proxy = opts
             .proxy
             .then(|| NextProxy::start(SocketAddr::from(([127, 0, 0, 1], api_port))));
-        let mut cmd = emulator_command(Path::new("/usr/bin/unshare"), rie, "2g", port, api_port);
         cmd.arg(bench_exe)
             .arg("__launch")
             .args(&opts.argv)
@@ -74,21 +67,13 @@ impl BenchRie {
             }
         }
         let mut child = cmd.spawn().expect("starting the RIE");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("the RIE exited at start ({st})");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the RIE did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for_port(
+            "aws-lambda-rie",
+            &mut child,
+            port,
+            Duration::from_secs(10),
+            String::new,
+        );
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(900))

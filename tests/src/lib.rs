@@ -126,7 +126,7 @@ pub fn wait_until(
 
 /// Waits until `child` accepts TCP connections on 127.0.0.1:`port`; panics
 /// with `log()` when it exits first or never comes up.
-pub(crate) fn wait_for_port(
+pub fn wait_for_port(
     peer: &str,
     child: &mut Child,
     port: u16,

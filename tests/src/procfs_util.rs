@@ -53,7 +53,8 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     status_field_kib(pid, "VmRSS:")
 }
 
-fn status_field_kib(pid: u32, field: &str) -> Option<u64> {
+/// A `kB` field of /proc/<pid>/status (`VmRSS:`, `RssAnon:`, ...).
+pub fn status_field_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].split_whitespace().next()?.parse().ok()

@@ -27,16 +27,22 @@ pub struct Rie {
     child: Child,
 }
 
-/// The emulator on `port` with its Runtime API on `api_port`, in a private
-/// mount namespace with a tmpfs /tmp of `tmp_size` (like Lambda's); the
-/// runtime's command line is the caller's to add.
-pub fn emulator_command(
-    unshare: &Path,
-    rie: &Path,
-    tmp_size: &str,
-    port: u16,
-    api_port: u16,
-) -> Command {
+/// The emulator, with the ports it serves invocations and the Runtime API
+/// on, in a private mount namespace with a tmpfs /tmp of `tmp_size` (like
+/// Lambda's); the runtime's command line is the caller's to add.
+pub fn emulator_command(tmp_size: &str) -> (Command, u16, u16) {
+    let rie = require_peer(
+        "aws-lambda-rie",
+        &crate::cache_dir().join("bin/aws-lambda-rie"),
+    );
+    let unshare = require_peer("unshare", Path::new(UNSHARE));
+    let port = free_port();
+    let api_port = loop {
+        let p = free_port();
+        if p != port {
+            break p;
+        }
+    };
     let mut cmd = Command::new(unshare);
     cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!(
@@ -48,7 +54,7 @@ pub fn emulator_command(
         .arg(format!("127.0.0.1:{port}"))
         .arg("--runtime-api-address")
         .arg(format!("127.0.0.1:{api_port}"));
-    cmd
+    (cmd, port, api_port)
 }
 
 impl Rie {
@@ -56,24 +62,13 @@ impl Rie {
     /// this process's environment, plus `env` and
     /// `AWS_LAMBDA_FUNCTION_TIMEOUT=function_timeout_secs`.
     pub fn start(bootstrap: &Path, env: &[(&str, &str)], function_timeout_secs: u32) -> Rie {
-        let rie = require_peer(
-            "aws-lambda-rie",
-            &crate::cache_dir().join("bin/aws-lambda-rie"),
-        );
-        let unshare = require_peer("unshare", Path::new(UNSHARE));
         let bootstrap = std::fs::canonicalize(bootstrap)
             .unwrap_or_else(|e| panic!("bootstrap {}: {e}", bootstrap.display()));
 
         let dir = TestDir::new("rie");
         let log_path = dir.path().join("rie.log");
         let log = File::create(&log_path).unwrap();
-        let port = free_port();
-        let mut api_port = free_port();
-        while api_port == port {
-            api_port = free_port();
-        }
-
-        let mut cmd = emulator_command(&unshare, &rie, "512m", port, api_port);
+        let (mut cmd, port, api_port) = emulator_command("512m");
         cmd.arg(&bootstrap).env_clear();
         for keep in ["PATH", "HOME", "LANG"] {
             if let Some(v) = std::env::var_os(keep) {
