@@ -92,10 +92,7 @@ pub fn checkout(req: &CheckoutRequest) -> Result<Checkout, Error> {
         git2::opts::strict_hash_verification(false);
     });
     let url = &req.repo.url;
-    let repo = Repository::init(req.dest).map_err(|source| Error::Clone {
-        url: url.clone(),
-        source,
-    })?;
+    let repo = Repository::init(req.dest).map_err(Error::clone_failed(url))?;
     let stop = Cell::new(Stop::None);
     let received = Cell::new(0u64);
     let known_hosts = match &req.credentials {
@@ -105,10 +102,9 @@ pub fn checkout(req: &CheckoutRequest) -> Result<Checkout, Error> {
     let callbacks = || callbacks(req, &stop, &received, &known_hosts);
     let fail = |source: git2::Error| map_error(req, stop.get(), source);
 
-    let mut remote = repo.remote_anonymous(url).map_err(|source| Error::Clone {
-        url: url.clone(),
-        source,
-    })?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(Error::clone_failed(url))?;
     let mut conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks()), None)
         .map_err(fail)?;
@@ -167,15 +163,9 @@ pub fn checkout(req: &CheckoutRequest) -> Result<Checkout, Error> {
         co.disable_filters(true);
     }
     repo.checkout_tree(commit.as_object(), Some(&mut co))
-        .map_err(|source| Error::Clone {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(Error::clone_failed(url))?;
     repo.set_head_detached(commit.id())
-        .map_err(|source| Error::Clone {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(Error::clone_failed(url))?;
     Ok(Checkout {
         commit: commit.id().to_string(),
         received_bytes: received.get(),
@@ -252,10 +242,7 @@ fn resolve(
         what: describe_ref(req.git_ref),
         url: url.clone(),
     };
-    let heads = conn.list().map_err(|source| Error::Clone {
-        url: url.clone(),
-        source,
-    })?;
+    let heads = conn.list().map_err(Error::clone_failed(url))?;
     let advertised = |name: &str| heads.iter().any(|h| h.name() == name);
     match req.git_ref {
         GitRef::Default => {

@@ -105,6 +105,12 @@ impl Error {
         }
     }
 
+    /// For `map_err`: a libgit2 failure while cloning `url`.
+    pub(crate) fn clone_failed(url: &str) -> impl FnOnce(git2::Error) -> Error {
+        let url = url.to_owned();
+        move |source| Error::Clone { url, source }
+    }
+
     /// The snake_case kind reported in `error.kind`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -103,26 +103,17 @@ impl Settings {
         s.sweep_dir = None;
         s.reserve = Duration::ZERO;
         s.scratch_dir = std::env::temp_dir();
-        // HOME moves into the job directory; keep the user's AWS profile.
-        for name in [
-            "AWS_PROFILE",
-            "AWS_CONFIG_FILE",
-            "AWS_SHARED_CREDENTIALS_FILE",
+        // HOME moves into the job directory; keep the user's AWS profile and
+        // the files it lives in (by default under the user's own HOME).
+        s.base_env
+            .extend(var("AWS_PROFILE").map(|v| ("AWS_PROFILE".to_owned(), v)));
+        let home = var("HOME");
+        for (name, file) in [
+            ("AWS_CONFIG_FILE", "config"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
         ] {
-            if let Some(v) = var(name) {
-                s.base_env.push((name.to_owned(), v));
-            }
-        }
-        if let Some(home) = var("HOME") {
-            for (name, file) in [
-                ("AWS_CONFIG_FILE", "config"),
-                ("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
-            ] {
-                if var(name).is_none() {
-                    s.base_env
-                        .push((name.to_owned(), format!("{home}/.aws/{file}")));
-                }
-            }
+            let path = var(name).or_else(|| home.as_ref().map(|h| format!("{h}/.aws/{file}")));
+            s.base_env.extend(path.map(|p| (name.to_owned(), p)));
         }
         s
     }

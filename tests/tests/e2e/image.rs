@@ -68,15 +68,13 @@ fn images() -> &'static Images {
         run_ok(
             Command::new(root.join("image/build"))
                 .args(["--base", TEST_BASE, "--tag", BASE_TAG, "--bootstrap"])
-                .arg(&bootstrap)
-                .env("PIP", pip()),
+                .arg(&bootstrap),
         );
         run_ok(
             Command::new(root.join("image/build"))
                 .args(["--custom"])
                 .arg(root.join("image/examples/custom"))
-                .args(["--base", BASE_TAG, "--tag", CUSTOM_TAG])
-                .env("PIP", pip()),
+                .args(["--base", BASE_TAG, "--tag", CUSTOM_TAG]),
         );
         if let Some(previous) = previous_base
             && image_id(BASE_TAG).as_ref() != Some(&previous)
@@ -110,28 +108,6 @@ fn require_docker() {
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) => panic!("the Docker engine is required for the image tests: docker: {e}"),
-    }
-}
-
-/// `pip download` for image/build: the host's `python3 -m pip`, else the
-/// venv `scripts/install-peers` makes.
-fn pip() -> String {
-    if let Ok(pip) = std::env::var("PIP") {
-        return pip;
-    }
-    let host = Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if host {
-        "python3 -m pip".to_owned()
-    } else {
-        format!(
-            "{} -m pip",
-            pyexec_tests::cache_dir().join("venv/bin/python").display()
-        )
     }
 }
 
