@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
 use aws_sdk_lambda::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_lambda::config::{ConfigBag, Intercept, RuntimeComponents};
 use backon::ExponentialBuilder;
@@ -63,17 +61,6 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
 fn run_cli(dir: &Path, args: &[&str], env: &[(&'static str, String)]) -> Run {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     pyexec(dir, args, &env)
-}
-
-/// The operator's configuration for moto, with endpoints injected.
-async fn moto_config(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await
 }
 
 fn config() -> (Config, std::path::PathBuf) {
@@ -191,7 +178,7 @@ fn policies_are_filled_in() {
 #[tokio::test(flavor = "multi_thread")]
 async fn assume_role_lands_in_each_account() {
     let moto = Moto::start();
-    let base = moto_config(&moto).await;
+    let base = moto_sdk(&moto.endpoint()).await;
     let (config, path) = config();
     for (alias, account) in [("a", "111111111111"), ("b", "222222222222")] {
         let target = config.target(alias, &path).unwrap();
@@ -239,7 +226,7 @@ impl Calls {
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_creates_updates_and_skips_against_moto() {
     let moto = Moto::start();
-    let base = moto_config(&moto).await;
+    let base = moto_sdk(&moto.endpoint()).await;
     let (config, path) = config();
     let target = config.target("a", &path).unwrap();
     let sdk = aws::target_config(&base, &target, "deploy").await.unwrap();

@@ -5,27 +5,16 @@
 
 use std::path::Path;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use pyexec_tests::fixture::RepoBuilder;
 use serde_json::{Value, json};
 
 use crate::lambda::{BUCKET, Stack};
 use crate::util::*;
 
-/// The runtime's own account in moto (the "testing" credentials).
-async fn runtime_account(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// Parameters and secrets the jobs refer to.
 async fn store_secrets(endpoint: &str) {
-    let sdk = runtime_account(endpoint).await;
+    let sdk = moto_sdk(endpoint).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     ssm.put_parameter()
         .name("/pyexec/token")
@@ -248,7 +237,7 @@ token_env = "OPS_TOKEN"
     .unwrap();
     // The function exists in the target account (deployed through moto).
     let target_sdk = {
-        let base = runtime_account(&endpoint).await;
+        let base = moto_sdk(&endpoint).await;
         let (config, path) = (
             pyexec_controller::config::Config::parse(&std::fs::read_to_string(&cfg).unwrap(), &cfg)
                 .unwrap(),

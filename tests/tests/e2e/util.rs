@@ -201,3 +201,17 @@ pub fn tail(s: &str) -> &str {
     }
     &s[start..]
 }
+
+/// An SDK configuration for moto at `endpoint`: its "testing" account, one
+/// attempt per call (moto never throttles; a failure should show at once).
+pub async fn moto_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await
+}
